@@ -1,0 +1,171 @@
+//! Runs a graph node by node, freeing each intermediate after its last reader.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossover_core::{
+    CompileOptions, Error, Executable, Graph, MemoryUsage, Result, RunOutput, StageTimings, Tensor,
+};
+
+use crate::kernels;
+
+struct Step {
+    node: usize,
+    /// Values whose last reader is this step (graph outputs excluded).
+    frees: Vec<usize>,
+}
+
+pub struct CpuExecutable {
+    graph: Arc<Graph>,
+    /// Constants by value index, so a run never looks them up in a map.
+    constants: Vec<Option<Tensor>>,
+    steps: Vec<Step>,
+    pool: rayon::ThreadPool,
+    weights: u64,
+}
+
+impl CpuExecutable {
+    pub fn new(graph: Arc<Graph>, options: &CompileOptions) -> Result<Self> {
+        let n = graph.values.len();
+        let mut constants = vec![None; n];
+        for (id, t) in &graph.constants {
+            constants[id.0] = Some(t.clone());
+        }
+        for node in &graph.nodes {
+            if !kernels::supports(&node.op) {
+                return Err(Error::UnsupportedOp {
+                    op: node.op.name().into(),
+                    opset: graph.opset,
+                }
+                .in_node(node.label(&graph), node.op.name()));
+            }
+        }
+        let mut last_use = vec![None; n];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for v in node.inputs.iter().flatten() {
+                last_use[v.0] = Some(i);
+            }
+        }
+        let mut steps: Vec<Step> = (0..graph.nodes.len())
+            .map(|node| Step {
+                node,
+                frees: Vec::new(),
+            })
+            .collect();
+        for (v, last) in last_use.iter().enumerate() {
+            let keep = graph.outputs.iter().any(|o| o.0 == v) || constants[v].is_some();
+            if let (Some(i), false) = (last, keep) {
+                steps[*i].frees.push(v);
+            }
+        }
+        let mut builder =
+            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("crossover-cpu-{i}"));
+        if let Some(t) = options.threads {
+            builder = builder.num_threads(t);
+        }
+        let pool = builder.build().map_err(|e| Error::Device {
+            device: "cpu".into(),
+            message: e.to_string(),
+        })?;
+        let weights = graph.constants.values().map(|t| t.nbytes() as u64).sum();
+        Ok(CpuExecutable {
+            graph,
+            constants,
+            steps,
+            pool,
+            weights,
+        })
+    }
+
+    fn execute(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, u64)> {
+        let g = &*self.graph;
+        let mut slots: Vec<Option<Tensor>> = vec![None; g.values.len()];
+        let mut live: u64 = 0;
+        let mut peak: u64 = 0;
+        for (id, t) in g.inputs.iter().zip(inputs) {
+            live += t.nbytes() as u64;
+            slots[id.0] = Some(t.clone());
+        }
+        for step in &self.steps {
+            let node = &g.nodes[step.node];
+            let outputs = {
+                let args: Vec<Option<&Tensor>> = node
+                    .inputs
+                    .iter()
+                    .map(|v| v.and_then(|v| slots[v.0].as_ref().or(self.constants[v.0].as_ref())))
+                    .collect();
+                kernels::eval(&node.op, &args)
+                    .map_err(|e| e.in_node(node.label(g), node.op.name()))?
+            };
+            let wanted = node
+                .outputs
+                .iter()
+                .rposition(Option::is_some)
+                .map_or(0, |i| i + 1);
+            if outputs.len() < wanted {
+                return Err(Error::Device {
+                    device: "cpu".into(),
+                    message: format!(
+                        "{} produced {} outputs where the node needs {wanted}",
+                        node.op.name(),
+                        outputs.len()
+                    ),
+                }
+                .in_node(node.label(g), node.op.name()));
+            }
+            for (slot, t) in node.outputs.iter().zip(outputs) {
+                if let Some(id) = slot {
+                    live += t.nbytes() as u64;
+                    slots[id.0] = Some(t);
+                }
+            }
+            peak = peak.max(live);
+            for &v in &step.frees {
+                if let Some(t) = slots[v].take() {
+                    live -= t.nbytes() as u64;
+                }
+            }
+        }
+        let outputs = g
+            .outputs
+            .iter()
+            .map(|id| {
+                slots[id.0]
+                    .take()
+                    .or_else(|| self.constants[id.0].clone())
+                    .ok_or_else(|| {
+                        Error::InvalidModel(format!(
+                            "output {:?} was never computed",
+                            g.value(*id).name
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok((outputs, peak))
+    }
+}
+
+impl Executable for CpuExecutable {
+    fn run(&self, inputs: &[Tensor]) -> Result<RunOutput> {
+        self.graph.check_inputs(inputs)?;
+        let start = Instant::now();
+        let (outputs, peak) = self.pool.install(|| self.execute(inputs))?;
+        let timings = StageTimings {
+            compute: start.elapsed(),
+            ..Default::default()
+        };
+        Ok(RunOutput {
+            outputs,
+            timings,
+            peak_bytes: peak,
+        })
+    }
+
+    fn memory(&self) -> MemoryUsage {
+        MemoryUsage {
+            weights: self.weights,
+            workspace: 0,
+            peak: 0,
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! CPU kernels, one module per op family (mirroring `crossover_core::op`).
+//!
+//! Every kernel takes its inputs as `&[Option<&Tensor>]` (absent optional inputs are
+//! `None`) and returns its outputs; it never panics on bad input.
+
+pub mod broadcast;
+mod elementwise;
+mod layout;
+mod linalg;
+mod nn;
+mod reduce;
+pub mod util;
+
+use crossover_core::{Op, Result, Tensor};
+
+pub use util::Inputs;
+
+/// Whether the CPU has a kernel for `op`. Every op that imports has one.
+pub fn supports(op: &Op) -> bool {
+    let _ = op;
+    true
+}
+
+/// Runs one op on host tensors.
+pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
+    let inputs = Inputs(inputs);
+    match op {
+        Op::Elementwise(o) => elementwise::eval(o, &inputs),
+        Op::Linalg(o) => linalg::eval(o, &inputs),
+        Op::Nn(o) => nn::eval(o, &inputs),
+        Op::Layout(o) => layout::eval(o, &inputs),
+        Op::Reduce(o) => reduce::eval(o, &inputs),
+    }
+}

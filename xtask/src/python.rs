@@ -1,0 +1,55 @@
+//! The local Python virtualenv (`.venv`) with the packages in `xtask/python/requirements.txt`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::status;
+
+/// Path to the venv's python, creating the venv and installing the pinned packages if
+/// they are missing or the requirements changed.
+pub fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    let reqs = root.join("xtask/python/requirements.txt");
+    let wanted = std::fs::read_to_string(&reqs).map_err(|e| format!("{}: {e}", reqs.display()))?;
+    let stamp = venv.join(".crossover-requirements");
+    if python.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str())
+    {
+        return Ok(python);
+    }
+    let host = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    status(Command::new(&host).args(["-m", "venv"]).arg(&venv))?;
+    status(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&reqs),
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
+    Ok(python)
+}
+
+/// Writes the ONNX node test cases to `target/onnx-node-tests` once per onnx version.
+pub fn ensure_node_tests(root: &Path) -> Result<PathBuf, String> {
+    let python = ensure_venv(root)?;
+    let out = root.join("target/onnx-node-tests");
+    let reqs = std::fs::read_to_string(root.join("xtask/python/requirements.txt"))
+        .map_err(|e| e.to_string())?;
+    let stamp = root.join("target/onnx-node-tests.stamp");
+    if out.is_dir() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(reqs.as_str()) {
+        return Ok(out);
+    }
+    status(
+        Command::new(&python)
+            .arg(root.join("xtask/python/gen_node_tests.py"))
+            .arg(&out),
+    )?;
+    std::fs::write(&stamp, reqs).map_err(|e| e.to_string())?;
+    Ok(out)
+}
