@@ -170,12 +170,14 @@ impl Graph {
             }
             for (i, (d, &n)) in shape.iter().zip(t.shape()).enumerate() {
                 match d {
-                    Dim::Fixed(f) if *f != n => return Err(invalid!(
+                    Dim::Fixed(f) if *f != n => {
+                        return Err(invalid!(
                         "input {:?} expects shape [{}], got {:?} (dimension {i} is {n}, not {f})",
                         info.name,
                         render_dims(shape),
                         t.shape()
-                    )),
+                    ))
+                    }
                     Dim::Param(p) => {
                         if let Some(&(seen, other)) = params.get(p.as_str()) {
                             if seen != n {

@@ -4,6 +4,7 @@
 //! Variant names are the ONNX op types, so `name()` needs no table kept in sync.
 
 mod attrs;
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
 pub mod linalg;
@@ -11,6 +12,7 @@ pub mod nn;
 pub mod reduce;
 
 pub use attrs::NodeCtx;
+pub use conv::ConvOp;
 pub use elementwise::ElementwiseOp;
 pub use layout::LayoutOp;
 pub use linalg::LinalgOp;
@@ -23,6 +25,7 @@ use crate::{Error, Result};
 pub enum Op {
     Elementwise(ElementwiseOp),
     Linalg(LinalgOp),
+    Conv(ConvOp),
     Nn(NnOp),
     Layout(LayoutOp),
     Reduce(ReduceOp),
@@ -34,6 +37,7 @@ impl Op {
         match self {
             Op::Elementwise(o) => o.into(),
             Op::Linalg(o) => o.into(),
+            Op::Conv(o) => o.into(),
             Op::Nn(o) => o.into(),
             Op::Layout(o) => o.into(),
             Op::Reduce(o) => o.into(),
@@ -51,6 +55,7 @@ impl Op {
         let parsed = ElementwiseOp::parse(cx)
             .map(|r| r.map(Op::Elementwise))
             .or_else(|| LinalgOp::parse(cx).map(|r| r.map(Op::Linalg)))
+            .or_else(|| ConvOp::parse(cx).map(|r| r.map(Op::Conv)))
             .or_else(|| NnOp::parse(cx).map(|r| r.map(Op::Nn)))
             .or_else(|| LayoutOp::parse(cx).map(|r| r.map(Op::Layout)))
             .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)));

@@ -1,4 +1,4 @@
-//! Neural-network ops: convolution, pooling, normalization, softmax, attention.
+//! Neural-network ops: normalization, softmax, dropout, attention, losses.
 
 use super::NodeCtx;
 use crate::Result;

@@ -4,6 +4,7 @@
 //! `None`) and returns its outputs; it never panics on bad input.
 
 pub mod broadcast;
+mod conv;
 mod elementwise;
 mod layout;
 mod linalg;
@@ -27,6 +28,7 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
     match op {
         Op::Elementwise(o) => elementwise::eval(o, &inputs),
         Op::Linalg(o) => linalg::eval(o, &inputs),
+        Op::Conv(o) => conv::eval(o, &inputs),
         Op::Nn(o) => nn::eval(o, &inputs),
         Op::Layout(o) => layout::eval(o, &inputs),
         Op::Reduce(o) => reduce::eval(o, &inputs),
