@@ -110,6 +110,17 @@ fn try_case(dir: &Path, backend: &dyn Backend) -> Result<()> {
 
 /// Compares `got` with `want` under the suite's tolerances; `Err` says how they differ.
 pub fn compare(got: &Tensor, want: &Tensor) -> std::result::Result<(), String> {
+    compare_with(got, want, RTOL, ATOL)
+}
+
+/// Compares `got` with `want`: `|got - want| <= atol + rtol * |want|`, NaN equal to NaN,
+/// dtypes and shapes equal, non-float values exactly equal.
+pub fn compare_with(
+    got: &Tensor,
+    want: &Tensor,
+    rtol: f64,
+    atol: f64,
+) -> std::result::Result<(), String> {
     if got.dtype() != want.dtype() {
         return Err(format!(
             "dtype {} but expected {}",
@@ -140,7 +151,7 @@ pub fn compare(got: &Tensor, want: &Tensor) -> std::result::Result<(), String> {
     let mut worst: Option<(usize, f64, f64)> = None;
     let mut bad = 0;
     for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
-        let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= ATOL + RTOL * b.abs();
+        let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= atol + rtol * b.abs();
         if !ok {
             bad += 1;
             worst.get_or_insert((i, a, b));

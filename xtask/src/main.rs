@@ -1,6 +1,7 @@
 mod codegen;
 mod conformance;
 mod python;
+mod test;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,13 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Run every test: installs the Python tools into .venv, generates the ONNX node tests
+    /// and golden data under target/, then runs the Rust test suites.
+    Test {
+        /// Only generate the test data.
+        #[arg(long)]
+        prepare_only: bool,
+    },
     /// Run the ONNX backend node tests on the CPU and print per-op pass counts.
     Conformance {
         /// Only cases whose name contains this.
@@ -35,6 +43,10 @@ fn main() {
     let root = util::root();
     let result = match cli.task {
         Task::Codegen { check } => codegen::run(&root, check),
+        Task::Test { prepare_only: true } => test::prepare(&root),
+        Task::Test {
+            prepare_only: false,
+        } => test::run(&root),
         Task::Conformance { filter, verbose } => {
             conformance::run(&root, filter.as_deref(), verbose)
         }

@@ -7,6 +7,7 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod import;
+pub mod npy;
 pub mod onnx;
 pub mod op;
 pub mod passes;

@@ -195,7 +195,8 @@ fn resolve_inside(dir: &Path, location: &str) -> Result<PathBuf> {
     Ok(real)
 }
 
-fn from_raw(dtype: DType, shape: &[usize], raw: &[u8]) -> Result<Tensor> {
+/// Decodes little-endian element bytes (TensorProto raw_data, .npy payloads).
+pub(crate) fn from_raw(dtype: DType, shape: &[usize], raw: &[u8]) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     if raw.len() != n * dtype.size() {
         return Err(invalid_model!(
@@ -254,10 +255,15 @@ pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
         p.string_data = a.iter().map(|s| s.as_bytes().to_vec()).collect();
         return p;
     }
+    p.raw_data = Some(to_raw(t));
+    p
+}
+
+/// Little-endian element bytes of a non-string tensor.
+pub(crate) fn to_raw(t: &Tensor) -> Vec<u8> {
     let mut raw = Vec::with_capacity(t.nbytes());
     with_array!(t, a => for v in a.iter() { push_le(&mut raw, v) });
-    p.raw_data = Some(raw);
-    p
+    raw
 }
 
 fn push_le<T: ToLe>(out: &mut Vec<u8>, v: &T) {

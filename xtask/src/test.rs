@@ -1,0 +1,42 @@
+//! `cargo xtask test`: everything CI runs, from a fresh clone.
+
+use std::path::Path;
+use std::process::Command;
+
+use crossover::zoo::ZooModel;
+
+use crate::python;
+use crate::util::status;
+
+/// Prepares the generated test data (node tests, golden data) without running tests.
+pub fn prepare(root: &Path) -> Result<(), String> {
+    python::ensure_node_tests(root)?;
+    golden(root)
+}
+
+pub fn run(root: &Path) -> Result<(), String> {
+    prepare(root)?;
+    status(Command::new(env!("CARGO")).current_dir(root).args([
+        "test",
+        "--workspace",
+        "--no-fail-fast",
+    ]))?;
+    Ok(())
+}
+
+/// Writes `target/golden`: crossover's built-in models exported to ONNX plus the models of
+/// `gen_golden.py`, with onnxruntime's outputs for each.
+fn golden(root: &Path) -> Result<(), String> {
+    let python = python::ensure_venv(root)?;
+    let out = root.join("target/golden");
+    for z in ZooModel::ALL {
+        let dir = out.join(format!("zoo_{}", z.name()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("model.onnx"), z.onnx_bytes()).map_err(|e| e.to_string())?;
+    }
+    status(
+        Command::new(python)
+            .arg(root.join("xtask/python/gen_golden.py"))
+            .arg(&out),
+    )
+}
