@@ -1,0 +1,290 @@
+//! Data-movement kernels. Reshape-like ops share the input's buffer; the others copy
+//! into row-major outputs.
+
+mod gather;
+mod pad;
+mod resize;
+mod shape;
+
+use crossover_core::op::LayoutOp;
+use crossover_core::tensor::checked_numel;
+use crossover_core::{invalid, map_array, ArcArrayD, Result, Tensor};
+use ndarray::{ArrayD, IxDyn};
+
+use super::Inputs;
+
+pub fn eval(op: &LayoutOp, x: &Inputs) -> Result<Vec<Tensor>> {
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        LayoutOp::Identity => one(x.get(0)?.clone()),
+        LayoutOp::Reshape { allow_zero } => {
+            let t = x.get(0)?;
+            let spec = x.get(1)?.to_i64_vec()?;
+            one(t.reshape(&reshape_target(t.shape(), &spec, *allow_zero)?)?)
+        }
+        LayoutOp::Flatten { axis } => one(shape::flatten(x.get(0)?, *axis)?),
+        LayoutOp::Transpose { perm } => one(shape::transpose(x.get(0)?, perm.as_deref())?),
+        LayoutOp::Squeeze { axes } => {
+            let axes = list_or_input(axes, x, 1)?;
+            one(shape::squeeze(x.get(0)?, axes.as_deref())?)
+        }
+        LayoutOp::Unsqueeze { axes } => {
+            let axes =
+                list_or_input(axes, x, 1)?.ok_or_else(|| invalid!("Unsqueeze needs axes"))?;
+            one(shape::unsqueeze(x.get(0)?, &axes)?)
+        }
+        LayoutOp::Concat { axis } => one(shape::concat(&x.present(), *axis)?),
+        LayoutOp::Split {
+            axis,
+            split,
+            num_outputs,
+        } => {
+            let split = list_or_input(split, x, 1)?;
+            shape::split(x.get(0)?, *axis, split.as_deref(), *num_outputs)
+        }
+        LayoutOp::Slice { starts, ends, axes } => {
+            let (starts, ends, axes, steps) = match (starts, ends) {
+                (Some(s), Some(e)) => (s.clone(), e.clone(), axes.clone(), None),
+                _ => (
+                    x.get(1)?.to_i64_vec()?,
+                    x.get(2)?.to_i64_vec()?,
+                    x.opt(3).map(|t| t.to_i64_vec()).transpose()?,
+                    x.opt(4).map(|t| t.to_i64_vec()).transpose()?,
+                ),
+            };
+            one(shape::slice(
+                x.get(0)?,
+                &starts,
+                &ends,
+                axes.as_deref(),
+                steps.as_deref(),
+            )?)
+        }
+        LayoutOp::Gather { axis } => one(gather::gather(x.get(0)?, x.get(1)?, *axis)?),
+        LayoutOp::GatherElements { axis } => {
+            one(gather::gather_elements(x.get(0)?, x.get(1)?, *axis)?)
+        }
+        LayoutOp::GatherND { batch_dims } => {
+            one(gather::gather_nd(x.get(0)?, x.get(1)?, *batch_dims)?)
+        }
+        LayoutOp::ScatterElements { axis, reduction } => one(gather::scatter_elements(
+            x.get(0)?,
+            x.get(1)?,
+            x.get(2)?,
+            *axis,
+            *reduction,
+        )?),
+        LayoutOp::Scatter { axis } => one(gather::scatter_elements(
+            x.get(0)?,
+            x.get(1)?,
+            x.get(2)?,
+            *axis,
+            crossover_core::op::layout::ScatterReduction::None,
+        )?),
+        LayoutOp::ScatterND { reduction } => one(gather::scatter_nd(
+            x.get(0)?,
+            x.get(1)?,
+            x.get(2)?,
+            *reduction,
+        )?),
+        LayoutOp::Expand => one(shape::expand(x.get(0)?, &x.get(1)?.to_i64_vec()?)?),
+        LayoutOp::Tile => one(shape::tile(x.get(0)?, &x.get(1)?.to_i64_vec()?)?),
+        LayoutOp::Pad { mode, pads, value } => {
+            let t = x.get(0)?;
+            let constant = match (pads, x.opt(2)) {
+                (None, Some(c)) => c.clone(),
+                _ if *value == 0.0 => Tensor::zeros(t.dtype(), &[])?,
+                _ => Tensor::scalar(*value).cast(t.dtype())?,
+            };
+            let pads = match pads {
+                Some(p) => p.clone(),
+                None => x.get(1)?.to_i64_vec()?,
+            };
+            let axes = x.opt(3).map(|a| a.to_i64_vec()).transpose()?;
+            one(pad::pad(t, &pads, axes.as_deref(), *mode, &constant)?)
+        }
+        LayoutOp::Shape { start, end } => {
+            let s = x.get(0)?.shape();
+            let r = s.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+            let (a, b) = (clamp(*start), clamp(end.unwrap_or(r)));
+            let dims: Vec<i64> = s[a..b.max(a)].iter().map(|&d| d as i64).collect();
+            one(Tensor::from_vec(&[dims.len()], dims)?)
+        }
+        LayoutOp::Size => one(Tensor::scalar(x.get(0)?.len() as i64)),
+        LayoutOp::ConstantOfShape { value } => {
+            let dims = x.get(0)?.to_i64_vec()?;
+            let shape = crossover_core::tensor::dims_to_shape(&dims, "ConstantOfShape")?;
+            let value = match value {
+                Some(v) => v.0.clone(),
+                None => Tensor::scalar(0f32),
+            };
+            if value.len() != 1 {
+                return Err(invalid!(
+                    "ConstantOfShape: value must hold one element, got shape {:?}",
+                    value.shape()
+                ));
+            }
+            checked_numel(&shape, value.dtype())?;
+            one(map_array!(&value, v => {
+                let e = v.iter().next().cloned().unwrap_or_default();
+                ArrayD::from_elem(IxDyn(&shape), e).into_shared()
+            }))
+        }
+        LayoutOp::Range => one(shape::range(x.get(0)?, x.get(1)?, x.get(2)?)?),
+        LayoutOp::OneHot { axis } => one(gather::one_hot(x.get(0)?, x.get(1)?, x.get(2)?, *axis)?),
+        LayoutOp::NonZero => one(shape::nonzero(x.get(0)?)),
+        LayoutOp::Compress { axis } => one(shape::compress(x.get(0)?, x.get(1)?, *axis)?),
+        LayoutOp::Trilu { upper } => {
+            let k = match x.opt(1) {
+                Some(k) => k.to_i64_vec()?.first().copied().unwrap_or(0),
+                None => 0,
+            };
+            one(shape::trilu(x.get(0)?, k, *upper)?)
+        }
+        LayoutOp::EyeLike { dtype, k } => {
+            let t = x.get(0)?;
+            one(shape::eye_like(t, dtype.unwrap_or(t.dtype()), *k)?)
+        }
+        LayoutOp::DepthToSpace { block, crd } => {
+            one(shape::depth_to_space(x.get(0)?, *block, *crd)?)
+        }
+        LayoutOp::SpaceToDepth { block, crd } => {
+            one(shape::space_to_depth(x.get(0)?, *block, *crd)?)
+        }
+        LayoutOp::ReverseSequence {
+            batch_axis,
+            time_axis,
+        } => one(shape::reverse_sequence(
+            x.get(0)?,
+            &x.get(1)?.to_i64_vec()?,
+            *batch_axis,
+            *time_axis,
+        )?),
+        LayoutOp::CenterCropPad { axes } => one(shape::center_crop_pad(
+            x.get(0)?,
+            &x.get(1)?.to_i64_vec()?,
+            axes.as_deref(),
+        )?),
+        LayoutOp::TensorScatter { axis, circular } => one(gather::tensor_scatter(
+            x.get(0)?,
+            x.get(1)?,
+            x.opt(2),
+            *axis,
+            *circular,
+        )?),
+        LayoutOp::Resize(a) | LayoutOp::Upsample(a) => one(resize::resize(a, x)?),
+    }
+}
+
+/// A list given as attribute (older opsets) or as an optional input.
+fn list_or_input(attr: &Option<Vec<i64>>, x: &Inputs, i: usize) -> Result<Option<Vec<i64>>> {
+    match attr {
+        Some(a) => Ok(Some(a.clone())),
+        None => x.opt(i).map(|t| t.to_i64_vec()).transpose(),
+    }
+}
+
+/// A row-major array: the same buffer when it already is one.
+pub(crate) fn standard<T: Clone>(a: ArcArrayD<T>) -> ArcArrayD<T> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned().into_shared()
+    }
+}
+
+/// Resolves ONNX Reshape's `0` (copy) and `-1` (infer) entries.
+fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> Result<Vec<usize>> {
+    let mut out = Vec::with_capacity(spec.len());
+    let mut infer = None;
+    for (i, &d) in spec.iter().enumerate() {
+        out.push(match d {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                1
+            }
+            0 if !allow_zero => *input
+                .get(i)
+                .ok_or_else(|| invalid!("Reshape: 0 at {i} has no input dimension to copy"))?,
+            d if d >= 0 => d as usize,
+            _ => return Err(invalid!("Reshape: invalid target {spec:?}")),
+        });
+    }
+    let total: usize = input.iter().product();
+    if let Some(i) = infer {
+        let known: usize = out.iter().product();
+        if known == 0 || total % known != 0 {
+            return Err(invalid!(
+                "Reshape: cannot infer -1 in {spec:?} for input {input:?}"
+            ));
+        }
+        out[i] = total / known;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossover_core::op::layout::ScatterReduction;
+
+    fn t(shape: &[usize], v: Vec<f32>) -> Tensor {
+        Tensor::from_vec(shape, v).unwrap()
+    }
+
+    fn vals(t: &Tensor) -> Vec<f64> {
+        t.to_f64_vec().unwrap()
+    }
+
+    #[test]
+    fn gather_rejects_out_of_range_index() {
+        let data = t(&[3], vec![1., 2., 3.]);
+        let idx = Tensor::from_vec(&[2], vec![-1i64, 3]).unwrap();
+        let err = gather::gather(&data, &idx, 0).unwrap_err().to_string();
+        assert!(err.contains('3'), "{err}");
+        let idx = Tensor::from_vec(&[1], vec![-1i64]).unwrap();
+        assert_eq!(vals(&gather::gather(&data, &idx, 0).unwrap()), vec![3.]);
+    }
+
+    #[test]
+    fn slice_negative_step_and_clamping() {
+        let data = t(&[5], vec![0., 1., 2., 3., 4.]);
+        let s = shape::slice(&data, &[i64::MAX], &[i64::MIN], None, Some(&[-2])).unwrap();
+        assert_eq!(vals(&s), vec![4., 2., 0.]);
+        assert!(shape::slice(&data, &[0], &[1], None, Some(&[0])).is_err());
+    }
+
+    #[test]
+    fn split_uneven_and_bad_sizes() {
+        let data = t(&[5], vec![0., 1., 2., 3., 4.]);
+        let parts = shape::split(&data, 0, None, 2).unwrap();
+        assert_eq!(vals(&parts[1]), vec![3., 4.]);
+        assert!(shape::split(&data, 0, Some(&[2, 2]), 2).is_err());
+    }
+
+    #[test]
+    fn scatter_elements_reduces_and_checks_indices() {
+        let data = t(&[3], vec![1., 1., 1.]);
+        let idx = Tensor::from_vec(&[2], vec![1i64, 1]).unwrap();
+        let upd = t(&[2], vec![2., 3.]);
+        let out = gather::scatter_elements(&data, &idx, &upd, 0, ScatterReduction::Add).unwrap();
+        assert_eq!(vals(&out), vec![1., 6., 1.]);
+        let idx = Tensor::from_vec(&[2], vec![1i64, 5]).unwrap();
+        assert!(gather::scatter_elements(&data, &idx, &upd, 0, ScatterReduction::None).is_err());
+    }
+
+    #[test]
+    fn expand_refuses_absurd_shapes() {
+        let data = t(&[1], vec![1.]);
+        assert!(shape::expand(&data, &[1 << 30, 1 << 30, 1 << 30]).is_err());
+        assert!(shape::expand(&data, &[-2]).is_err());
+    }
+
+    #[test]
+    fn transpose_checks_perm() {
+        let data = t(&[2, 3], vec![0.; 6]);
+        assert!(shape::transpose(&data, Some(&[0, 0])).is_err());
+        assert_eq!(shape::transpose(&data, None).unwrap().shape(), &[3, 2]);
+    }
+}
