@@ -9,7 +9,7 @@ use crossover_core::{invalid, map_array, ArcArrayD, Result, Tensor};
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
 
-use crate::kernels::util::norm_axis;
+use super::norm_axis;
 
 /// `i` as a position in a dimension of size `dim`, negative counting from the end.
 fn norm_index(i: i64, dim: usize, op: &str) -> Result<usize> {
@@ -211,6 +211,10 @@ macro_rules! combine_int {
 combine_float!(f32, f64, f16, bf16);
 combine_int!(i8, i16, i32, i64, u8, u16, u32, u64);
 
+fn assign<T: Clone>(d: &mut T, v: &T) {
+    d.clone_from(v);
+}
+
 /// Writes `updates` (row-major) into a copy of `data` at flat offsets `targets`.
 fn scatter_apply<T: Clone>(
     data: &ArcArrayD<T>,
@@ -275,7 +279,7 @@ fn scatter(
     if red == ScatterReduction::None {
         return Ok(map_array!(data, a => {
             let u = updates.arc()?;
-            scatter_apply(a, u, targets, |d, v| *d = v.clone())
+            scatter_apply(a, u, targets, assign)
         }));
     }
     crate::numeric_map!(data, op, a => reduce(red, a, updates, targets)?)
@@ -357,7 +361,7 @@ pub fn tensor_scatter(
     let max = cs[ax] as i64;
     let mut targets = Vec::with_capacity(update.len());
     for_each_index(us, |pos| {
-        let mut t = wi[pos[0]] + pos[ax] as i64;
+        let mut t = wi[pos[0]].saturating_add(pos[ax] as i64);
         if circular && max > 0 {
             t = t.rem_euclid(max);
         }
@@ -384,7 +388,7 @@ pub fn tensor_scatter(
 
 pub fn one_hot(indices: &Tensor, depth: &Tensor, values: &Tensor, axis: i64) -> Result<Tensor> {
     let d = depth.scalar_f64()?;
-    if !(d >= 1.0) || !d.is_finite() {
+    if d.is_nan() || d < 1.0 || !d.is_finite() {
         return Err(invalid!("OneHot: depth {d} must be positive"));
     }
     let depth = d as usize;
@@ -412,13 +416,15 @@ pub fn one_hot(indices: &Tensor, depth: &Tensor, values: &Tensor, axis: i64) -> 
             ons.push(o * depth * inner + c as usize * inner + k);
         }
     }
-    Ok(map_array!(values, v => {
-        let flat: Vec<_> = v.iter().cloned().collect();
-        let mut out = ArrayD::from_elem(IxDyn(&shape), flat[0].clone());
-        let os = out.as_slice_mut().expect("standard layout");
-        for &p in &ons {
-            os[p] = flat[1].clone();
-        }
-        out.into_shared()
-    }))
+    Ok(map_array!(values, v => one_hot_fill(v, &shape, &ons)))
+}
+
+fn one_hot_fill<T: Clone>(values: &ArcArrayD<T>, shape: &[usize], ons: &[usize]) -> ArcArrayD<T> {
+    let flat: Vec<T> = values.iter().cloned().collect();
+    let mut out = ArrayD::from_elem(IxDyn(shape), flat[0].clone());
+    let os = out.as_slice_mut().expect("standard layout");
+    for &p in ons {
+        os[p] = flat[1].clone();
+    }
+    out.into_shared()
 }

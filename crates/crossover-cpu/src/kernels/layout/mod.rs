@@ -25,7 +25,8 @@ pub fn eval(op: &LayoutOp, x: &Inputs) -> Result<Vec<Tensor>> {
         LayoutOp::Flatten { axis } => one(shape::flatten(x.get(0)?, *axis)?),
         LayoutOp::Transpose { perm } => one(shape::transpose(x.get(0)?, perm.as_deref())?),
         LayoutOp::Squeeze { axes } => {
-            let axes = list_or_input(axes, x, 1)?;
+            // An empty list means "every size-1 axis", as no list does.
+            let axes = list_or_input(axes, x, 1)?.filter(|a| !a.is_empty());
             one(shape::squeeze(x.get(0)?, axes.as_deref())?)
         }
         LayoutOp::Unsqueeze { axes } => {
@@ -177,6 +178,22 @@ pub fn eval(op: &LayoutOp, x: &Inputs) -> Result<Vec<Tensor>> {
     }
 }
 
+/// Like [`util::norm_axis`](crate::kernels::util::norm_axis), but a scalar has no axis.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
+    if rank == 0 {
+        return Err(invalid!("axis {axis} given for a scalar"));
+    }
+    crate::kernels::util::norm_axis(axis, rank)
+}
+
+/// Like [`util::norm_axes`](crate::kernels::util::norm_axes), but a scalar has no axis.
+pub(crate) fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
+    if rank == 0 && !axes.is_empty() {
+        return Err(invalid!("axes {axes:?} given for a scalar"));
+    }
+    crate::kernels::util::norm_axes(axes, rank)
+}
+
 /// A list given as attribute (older opsets) or as an optional input.
 fn list_or_input(attr: &Option<Vec<i64>>, x: &Inputs, i: usize) -> Result<Option<Vec<i64>>> {
     match attr {
@@ -286,5 +303,92 @@ mod tests {
         let data = t(&[2, 3], vec![0.; 6]);
         assert!(shape::transpose(&data, Some(&[0, 0])).is_err());
         assert_eq!(shape::transpose(&data, None).unwrap().shape(), &[3, 2]);
+    }
+
+    #[test]
+    fn pad_modes_and_cropping() {
+        use crossover_core::op::layout::PadMode;
+        let data = t(&[3], vec![1., 2., 3.]);
+        let zero = Tensor::scalar(0f32);
+        let p = |m, pads: &[i64]| vals(&pad::pad(&data, pads, None, m, &zero).unwrap());
+        assert_eq!(
+            p(PadMode::Reflect, &[2, 2]),
+            vec![3., 2., 1., 2., 3., 2., 1.]
+        );
+        assert_eq!(p(PadMode::Edge, &[1, 1]), vec![1., 1., 2., 3., 3.]);
+        assert_eq!(p(PadMode::Wrap, &[1, 1]), vec![3., 1., 2., 3., 1.]);
+        assert_eq!(p(PadMode::Constant, &[-1, 1]), vec![2., 3., 0.]);
+        assert!(pad::pad(&data, &[-2, -2], None, PadMode::Constant, &zero).is_err());
+        assert!(pad::pad(&data, &[1], None, PadMode::Constant, &zero).is_err());
+    }
+
+    #[test]
+    fn scalars_have_no_axes() {
+        let s = Tensor::scalar(1f32);
+        let idx = Tensor::scalar(0i64);
+        assert!(gather::gather(&s, &idx, 0).is_err());
+        assert!(shape::squeeze(&s, Some(&[0])).is_err());
+        assert!(shape::split(&s, 0, None, 1).is_err());
+        assert_eq!(shape::unsqueeze(&s, &[0]).unwrap().shape(), &[1]);
+    }
+
+    #[test]
+    fn depth_space_round_trip() {
+        let data = t(&[1, 8, 1, 1], (0..8).map(|v| v as f32).collect());
+        for crd in [false, true] {
+            let d = shape::depth_to_space(&data, 2, crd).unwrap();
+            assert_eq!(d.shape(), &[1, 2, 2, 2]);
+            let back = shape::space_to_depth(&d, 2, crd).unwrap();
+            assert_eq!(vals(&back), vals(&data));
+        }
+        assert!(shape::depth_to_space(&data, 3, false).is_err());
+    }
+
+    #[test]
+    fn tile_and_range() {
+        let data = t(&[2], vec![1., 2.]);
+        let r = Tensor::from_vec(&[1], vec![3i64]).unwrap();
+        assert_eq!(
+            vals(&shape::tile(&data, &r.to_i64_vec().unwrap()).unwrap()),
+            vec![1., 2., 1., 2., 1., 2.]
+        );
+        let (s, l, d) = (
+            Tensor::scalar(10i32),
+            Tensor::scalar(4i32),
+            Tensor::scalar(-3i32),
+        );
+        assert_eq!(
+            shape::range(&s, &l, &d).unwrap().to_i64_vec().unwrap(),
+            vec![10, 7]
+        );
+        assert!(shape::range(&s, &l, &Tensor::scalar(0i32)).is_err());
+    }
+
+    #[test]
+    fn resize_linear_and_bad_scales() {
+        use crossover_core::op::layout::*;
+        let attrs = ResizeAttrs {
+            mode: ResizeMode::Linear,
+            nearest_mode: NearestMode::RoundPreferFloor,
+            coord: CoordMode::AlignCorners,
+            cubic_coeff_a: -0.75,
+            exclude_outside: false,
+            extrapolation_value: 0.0,
+            antialias: false,
+            axes: None,
+            aspect: AspectPolicy::Stretch,
+            roi_input: Some(1),
+            scales_input: Some(2),
+            sizes_input: Some(3),
+            scales: None,
+        };
+        let data = t(&[1, 2], vec![0., 3.]);
+        let sizes = Tensor::from_vec(&[2], vec![1i64, 4]).unwrap();
+        let ins = [Some(&data), None, None, Some(&sizes)];
+        let out = resize::resize(&attrs, &Inputs(&ins)).unwrap();
+        assert_eq!(vals(&out), vec![0., 1., 2., 3.]);
+        let scales = Tensor::from_vec(&[2], vec![1f32, -2.]).unwrap();
+        let ins = [Some(&data), None, Some(&scales), None];
+        assert!(resize::resize(&attrs, &Inputs(&ins)).is_err());
     }
 }

@@ -5,7 +5,7 @@ use crossover_core::tensor::checked_numel;
 use crossover_core::{invalid, map_array, ArcArrayD, Result, Tensor};
 use ndarray::{ArrayD, IxDyn};
 
-use crate::kernels::util::norm_axes;
+use super::norm_axes;
 
 /// For each output position along one axis, the input position it copies (`None`: the
 /// constant).
@@ -58,11 +58,7 @@ fn fill<T: Clone>(
     let n: usize = shape.iter().product();
     let mut out = Vec::with_capacity(n);
     let last = &maps[r - 1];
-    let rows = if shape[r - 1] == 0 {
-        0
-    } else {
-        n / shape[r - 1]
-    };
+    let rows = n.checked_div(shape[r - 1]).unwrap_or(0);
     let mut pos = vec![0usize; r - 1];
     for _ in 0..rows {
         let base = pos
@@ -116,7 +112,9 @@ pub fn pad(
     }
     let mut shape = Vec::with_capacity(r);
     for d in 0..r {
-        let o = s[d] as i64 + begin[d] + end[d];
+        let o = (s[d] as i64)
+            .saturating_add(begin[d])
+            .saturating_add(end[d]);
         if o < 0 {
             return Err(invalid!(
                 "Pad: pads {pads:?} crop axis {d} of {s:?} below zero"
@@ -124,7 +122,9 @@ pub fn pad(
         }
         shape.push(o as usize);
     }
-    checked_numel(&shape, t.dtype())?;
+    if checked_numel(&shape, t.dtype())? == 0 {
+        return Tensor::zeros(t.dtype(), &shape);
+    }
     let maps = (0..r)
         .map(|d| axis_map(s[d], begin[d], shape[d], mode))
         .collect::<Result<Vec<_>>>()?;

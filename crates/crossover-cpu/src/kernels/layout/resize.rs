@@ -6,8 +6,8 @@ use crossover_core::tensor::checked_numel;
 use crossover_core::{invalid, DType, Error, Result, Tensor};
 use rayon::prelude::*;
 
+use super::norm_axes;
 use crate::kernels::broadcast::PARALLEL_MIN;
-use crate::kernels::util::norm_axes;
 use crate::kernels::Inputs;
 
 /// The input positions and weights one output position along an axis reads.
@@ -283,7 +283,7 @@ pub fn resize(a: &ResizeAttrs, x: &Inputs) -> Result<Tensor> {
             (None, Some(s)) => s.to_f64_vec()?,
             (None, None) => return Err(invalid!("Resize needs scales or sizes")),
         };
-        if sc.len() != naxes || sc.iter().any(|&s| !(s > 0.0) || !s.is_finite()) {
+        if sc.len() != naxes || sc.iter().any(|&s| s.is_nan() || s <= 0.0 || !s.is_finite()) {
             return Err(invalid!("Resize: scales {sc:?} do not fit {naxes} axes"));
         }
         for (i, &ax) in axes.iter().enumerate() {
@@ -291,8 +291,9 @@ pub fn resize(a: &ResizeAttrs, x: &Inputs) -> Result<Tensor> {
             out_shape[ax] = (sc[i] * in_shape[ax] as f64) as usize;
         }
     }
-    checked_numel(&out_shape, dtype)?;
-    checked_numel(&out_shape, DType::F64)?;
+    if checked_numel(&out_shape, DType::F64)? == 0 {
+        return Tensor::zeros(dtype, &out_shape);
+    }
     let src = t.cast(DType::F64)?;
     let mut data: Vec<f64> = src.arc::<f64>()?.iter().copied().collect();
     let mut shape = in_shape.clone();

@@ -5,8 +5,8 @@ use crossover_core::{invalid, map_array, with_array, ArcArrayD, DType, Element, 
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
 use super::standard;
+use super::{norm_axes, norm_axis};
 use crate::kernels::broadcast::broadcast_shapes;
-use crate::kernels::util::{norm_axes, norm_axis};
 
 /// Normalizes an axis in `[-rank, rank]` (Flatten, Unsqueeze-style bounds).
 fn norm_axis_incl(axis: i64, rank: usize, op: &str) -> Result<usize> {
@@ -244,7 +244,12 @@ pub fn tile(t: &Tensor, repeats: &[i64]) -> Result<Tensor> {
         ));
     }
     let reps = dims_to_shape(repeats, "Tile")?;
-    let out: Vec<usize> = s.iter().zip(&reps).map(|(d, r)| d * r).collect();
+    let out = s
+        .iter()
+        .zip(&reps)
+        .map(|(d, r)| d.checked_mul(*r))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| invalid!("Tile: {s:?} repeated {repeats:?} overflows"))?;
     checked_numel(&out, t.dtype())?;
     // View the input as [1, d0, 1, d1, …], broadcast to [r0, d0, r1, d1, …]: its row-major
     // copy is the tiled output.
@@ -354,12 +359,12 @@ pub fn trilu(t: &Tensor, k: i64, upper: bool) -> Result<Tensor> {
     let (n, m) = (s[s.len() - 2], s[s.len() - 1]);
     Ok(map_array!(t, a => {
         let mut o = a.as_standard_layout().into_owned();
-        if m > 0 {
-            let flat = o.as_slice_mut().expect("standard layout");
-            for (f, v) in flat.iter_mut().enumerate() {
-                let (i, j) = (((f / m) % n.max(1)) as i64, (f % m) as i64);
-                let keep = if upper { j - i >= k } else { j - i <= k };
-                if !keep {
+        let flat = o.as_slice_mut().expect("standard layout");
+        for (row, line) in flat.chunks_mut(m.max(1)).enumerate() {
+            let i = (row % n.max(1)) as i64;
+            for (j, v) in line.iter_mut().enumerate() {
+                let d = j as i64 - i;
+                if (upper && d < k) || (!upper && d > k) {
                     *v = Default::default();
                 }
             }
@@ -400,12 +405,15 @@ pub fn depth_to_space(t: &Tensor, b: usize, crd: bool) -> Result<Tensor> {
             t.shape()
         ));
     };
-    if c % (b * b) != 0 {
+    let bb = b
+        .checked_mul(b)
+        .ok_or_else(|| invalid!("DepthToSpace: block {b} is too large"))?;
+    if c % bb != 0 {
         return Err(invalid!(
             "DepthToSpace: {c} channels do not divide by {b}x{b}"
         ));
     }
-    let c2 = c / (b * b);
+    let c2 = c / bb;
     let out = [n, c2, h * b, w * b];
     if crd {
         shuffle(t, &[n, c2, b, b, h, w], &[0, 1, 4, 2, 5, 3], &out)
