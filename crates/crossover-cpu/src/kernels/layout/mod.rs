@@ -8,8 +8,10 @@ mod shape;
 
 use crossover_core::op::LayoutOp;
 use crossover_core::tensor::checked_numel;
-use crossover_core::{invalid, map_array, ArcArrayD, Result, Tensor};
-use ndarray::{ArrayD, IxDyn};
+use crossover_core::{invalid, map_array, ArcArrayD, Element, Result, Tensor};
+use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
+
+use super::broadcast::PARALLEL_MIN;
 
 use super::Inputs;
 
@@ -203,12 +205,24 @@ fn list_or_input(attr: &Option<Vec<i64>>, x: &Inputs, i: usize) -> Result<Option
 }
 
 /// A row-major array: the same buffer when it already is one.
-pub(crate) fn standard<T: Clone>(a: ArcArrayD<T>) -> ArcArrayD<T> {
+pub(crate) fn standard<T: Element>(a: ArcArrayD<T>) -> ArcArrayD<T> {
     if a.is_standard_layout() {
         a
     } else {
-        a.as_standard_layout().into_owned().into_shared()
+        to_standard(a.view()).into_shared()
     }
+}
+
+/// A row-major copy of any view (permuted, broadcast, sliced); parallel when large.
+pub(crate) fn to_standard<T: Element>(v: ArrayViewD<T>) -> ArrayD<T> {
+    if v.len() < PARALLEL_MIN {
+        return v.as_standard_layout().into_owned();
+    }
+    let mut out = ArrayD::<T>::default(v.raw_dim());
+    Zip::from(&mut out)
+        .and(&v)
+        .par_for_each(|o, i| o.clone_from(i));
+    out
 }
 
 /// Resolves ONNX Reshape's `0` (copy) and `-1` (infer) entries.
@@ -390,5 +404,20 @@ mod tests {
         let scales = Tensor::from_vec(&[2], vec![1f32, -2.]).unwrap();
         let ins = [Some(&data), None, Some(&scales), None];
         assert!(resize::resize(&attrs, &Inputs(&ins)).is_err());
+    }
+
+    #[test]
+    fn large_transpose_and_expand_are_row_major() {
+        let n = 300;
+        let data = t(&[n, n], (0..n * n).map(|v| v as f32).collect());
+        let tr = shape::transpose(&data, None).unwrap();
+        let a = tr.view::<f32>().unwrap();
+        assert!(a.is_standard_layout());
+        assert_eq!(a[[7, 5]], (5 * n + 7) as f32);
+        let col = t(&[n, 1], (0..n).map(|v| v as f32).collect());
+        let e = shape::expand(&col, &[n as i64, n as i64]).unwrap();
+        let e = e.view::<f32>().unwrap();
+        assert!(e.is_standard_layout());
+        assert_eq!(e[[9, 200]], 9.0);
     }
 }

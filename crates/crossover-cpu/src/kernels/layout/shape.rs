@@ -4,8 +4,8 @@ use crossover_core::tensor::{checked_numel, dims_to_shape};
 use crossover_core::{invalid, map_array, with_array, ArcArrayD, DType, Element, Result, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
 
-use super::standard;
 use super::{norm_axes, norm_axis};
+use super::{standard, to_standard};
 use crate::kernels::broadcast::broadcast_shapes;
 
 /// Normalizes an axis in `[-rank, rank]` (Flatten, Unsqueeze-style bounds).
@@ -122,7 +122,7 @@ pub fn concat(ts: &[&Tensor], axis: i64) -> Result<Tensor> {
 
 /// Shares `a`'s buffer for `[start, end)` of `axis`; copies only if the result would not
 /// be row-major.
-fn slice_axis<T: Clone>(a: &ArcArrayD<T>, axis: usize, s: Slice) -> ArcArrayD<T> {
+fn slice_axis<T: Element>(a: &ArcArrayD<T>, axis: usize, s: Slice) -> ArcArrayD<T> {
     let mut v = a.clone();
     v.slice_axis_inplace(Axis(axis), s);
     standard(v)
@@ -230,7 +230,7 @@ pub fn expand(t: &Tensor, dims: &[i64]) -> Result<Tensor> {
     }
     Ok(map_array!(t, a => {
         let v = a.broadcast(IxDyn(&shape)).ok_or_else(|| invalid!("Expand: {:?} does not broadcast to {shape:?}", a.shape()))?;
-        v.to_owned().into_shared()
+        to_standard(v).into_shared()
     }))
 }
 
@@ -258,7 +258,7 @@ pub fn tile(t: &Tensor, repeats: &[i64]) -> Result<Tensor> {
     Ok(map_array!(t, a => {
         let a = standard(a.clone()).into_shape_with_order(IxDyn(&inter)).map_err(|e| invalid!("Tile: {e}"))?;
         let v = a.broadcast(IxDyn(&wide)).ok_or_else(|| invalid!("Tile: cannot broadcast"))?;
-        v.to_owned().into_shape_with_order(IxDyn(&out)).map_err(|e| invalid!("Tile: {e}"))?.into_shared()
+        to_standard(v).into_shape_with_order(IxDyn(&out)).map_err(|e| invalid!("Tile: {e}"))?.into_shared()
     }))
 }
 
@@ -394,7 +394,7 @@ fn shuffle(t: &Tensor, split: &[usize], perm: &[usize], out: &[usize]) -> Result
     let r = t.reshape(split)?;
     Ok(map_array!(&r, a => {
         let p = a.clone().permuted_axes(IxDyn(perm));
-        p.as_standard_layout().into_owned().into_shape_with_order(IxDyn(out)).expect("same element count").into_shared()
+        to_standard(p.view()).into_shape_with_order(IxDyn(out)).expect("same element count").into_shared()
     }))
 }
 
