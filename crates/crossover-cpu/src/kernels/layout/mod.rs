@@ -401,6 +401,16 @@ mod tests {
         let ins = [Some(&data), None, None, Some(&sizes)];
         let out = resize::resize(&attrs, &Inputs(&ins)).unwrap();
         assert_eq!(vals(&out), vec![0., 1., 2., 3.]);
+        let nearest = ResizeAttrs {
+            mode: ResizeMode::Nearest,
+            coord: CoordMode::Asymmetric,
+            ..attrs.clone()
+        };
+        let flags = Tensor::from_vec(&[1, 2], vec![true, false]).unwrap();
+        let ins = [Some(&flags), None, None, Some(&sizes)];
+        let out = resize::resize(&nearest, &Inputs(&ins)).unwrap();
+        let got: Vec<bool> = out.view::<bool>().unwrap().iter().copied().collect();
+        assert_eq!(got, vec![true, true, false, false]);
         let scales = Tensor::from_vec(&[2], vec![1f32, -2.]).unwrap();
         let ins = [Some(&data), None, Some(&scales), None];
         assert!(resize::resize(&attrs, &Inputs(&ins)).is_err());

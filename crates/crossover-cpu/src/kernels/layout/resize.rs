@@ -3,10 +3,12 @@
 
 use crossover_core::op::layout::{AspectPolicy, CoordMode, NearestMode, ResizeAttrs, ResizeMode};
 use crossover_core::tensor::checked_numel;
-use crossover_core::{invalid, DType, Error, Result, Tensor};
+use crossover_core::{invalid, map_array, ArcArrayD, DType, Element, Error, Result, Tensor};
+use ndarray::Axis;
 use rayon::prelude::*;
 
 use super::norm_axes;
+use super::standard;
 use crate::kernels::broadcast::PARALLEL_MIN;
 use crate::kernels::Inputs;
 
@@ -226,12 +228,27 @@ fn nonempty<'a>(x: &Inputs<'a>, slot: Option<usize>) -> Option<&'a Tensor> {
     slot.and_then(|i| x.opt(i)).filter(|t| !t.is_empty())
 }
 
+/// Picks `idx` along `axis`, then writes `ext` at the positions marked `outside`.
+fn select_fill<T: Element>(
+    a: &ArcArrayD<T>,
+    axis: usize,
+    idx: &[usize],
+    outside: &[bool],
+    ext: &Tensor,
+) -> Result<ArcArrayD<T>> {
+    let mut out = a.select(Axis(axis), idx);
+    if outside.iter().any(|&o| o) {
+        let v = ext.arc::<T>()?.iter().next().cloned().unwrap_or_default();
+        for (y, _) in outside.iter().enumerate().filter(|(_, &o)| o) {
+            out.index_axis_mut(Axis(axis), y).fill(v.clone());
+        }
+    }
+    Ok(standard(out.into_shared()))
+}
+
 pub fn resize(a: &ResizeAttrs, x: &Inputs) -> Result<Tensor> {
     let t = x.get(0)?;
     let dtype = t.dtype();
-    if matches!(dtype, DType::Bool | DType::String) {
-        return Err(Error::Unsupported(format!("Resize on {dtype} tensors")));
-    }
     let in_shape = t.shape().to_vec();
     let r = in_shape.len();
     let axes = match &a.axes {
@@ -294,17 +311,44 @@ pub fn resize(a: &ResizeAttrs, x: &Inputs) -> Result<Tensor> {
     if checked_numel(&out_shape, DType::F64)? == 0 {
         return Tensor::zeros(dtype, &out_shape);
     }
+    let changed = |ax: usize, w: usize| {
+        !((scales[ax] - 1.0).abs() < 1e-9 && out_shape[ax] == w && roi[ax] == (0.0, 1.0))
+    };
+    if axes
+        .iter()
+        .any(|&ax| in_shape[ax] == 0 && out_shape[ax] > 0)
+    {
+        return Err(invalid!("Resize: cannot interpolate an empty axis"));
+    }
+    if a.mode == ResizeMode::Nearest {
+        // Nearest neighbours copy elements: no arithmetic, any element type.
+        let mut cur = t.clone();
+        for &ax in &axes {
+            if !changed(ax, in_shape[ax]) {
+                continue;
+            }
+            let tp = taps(a, in_shape[ax], out_shape[ax], scales[ax], roi[ax]);
+            let idx: Vec<usize> = (0..out_shape[ax])
+                .map(|y| {
+                    let w = &tp.weight[y * tp.n..(y + 1) * tp.n];
+                    let k = (0..tp.n).fold(0, |b, k| if w[k] > w[b] { k } else { b });
+                    tp.index[y * tp.n + k]
+                })
+                .collect();
+            let ext = Tensor::scalar(a.extrapolation_value).cast(dtype)?;
+            cur = map_array!(&cur, arr => select_fill(arr, ax, &idx, &tp.outside, &ext)?);
+        }
+        return Ok(cur);
+    }
+    if matches!(dtype, DType::Bool | DType::String) {
+        return Err(Error::Unsupported(format!("Resize on {dtype} tensors")));
+    }
     let src = t.cast(DType::F64)?;
     let mut data: Vec<f64> = src.arc::<f64>()?.iter().copied().collect();
     let mut shape = in_shape.clone();
     for &ax in &axes {
-        let unchanged =
-            (scales[ax] - 1.0).abs() < 1e-9 && out_shape[ax] == shape[ax] && roi[ax] == (0.0, 1.0);
-        if unchanged {
+        if !changed(ax, shape[ax]) {
             continue;
-        }
-        if shape[ax] == 0 && out_shape[ax] > 0 {
-            return Err(invalid!("Resize: cannot interpolate an empty axis {ax}"));
         }
         let tp = taps(a, shape[ax], out_shape[ax], scales[ax], roi[ax]);
         data = along_axis(

@@ -218,7 +218,7 @@ pub fn slice(
             v
         });
     }
-    Ok(out.to_standard_layout())
+    Ok(map_array!(&out, a => standard(a.clone())))
 }
 
 pub fn expand(t: &Tensor, dims: &[i64]) -> Result<Tensor> {
