@@ -2,6 +2,7 @@
 
 use crossover_core::{Error, Result};
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
+use rayon::prelude::*;
 
 /// Elements above which an elementwise map is split across threads.
 pub const PARALLEL_MIN: usize = 1 << 15;
@@ -60,6 +61,21 @@ where
     O: Send,
     F: Fn(&A, &B) -> O + Sync + Send,
 {
+    // Same shape, both contiguous: a flat zip over the slices.
+    if a.shape() == b.shape() {
+        if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
+            let v: Vec<O> = if x.len() >= PARALLEL_MIN {
+                x.par_iter()
+                    .zip(y.par_iter())
+                    .map(|(p, q)| f(p, q))
+                    .collect()
+            } else {
+                x.iter().zip(y).map(|(p, q)| f(p, q)).collect()
+            };
+            return Ok(ArrayD::from_shape_vec(IxDyn(a.shape()), v)
+                .expect("length equals the element count"));
+        }
+    }
     let shape = broadcast_shapes(a.shape(), b.shape())?;
     let av = view_as(&a, &shape)?;
     let bv = view_as(&b, &shape)?;
@@ -78,6 +94,15 @@ where
     O: Send,
     F: Fn(&A) -> O + Sync + Send,
 {
+    if let Some(x) = a.as_slice() {
+        let v: Vec<O> = if x.len() >= PARALLEL_MIN {
+            x.par_iter().map(&f).collect()
+        } else {
+            x.iter().map(&f).collect()
+        };
+        return ArrayD::from_shape_vec(IxDyn(a.shape()), v)
+            .expect("length equals the element count");
+    }
     let z = Zip::from(&a);
     if a.len() >= PARALLEL_MIN {
         z.par_map_collect(|x| f(x))
