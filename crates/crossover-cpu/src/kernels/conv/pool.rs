@@ -1,0 +1,476 @@
+//! Pooling: MaxPool (with indices), AveragePool, LpPool, the global pools and MaxUnpool.
+
+use crossover_core::op::conv::PoolAttrs;
+use crossover_core::op::ConvOp;
+use crossover_core::tensor::checked_numel;
+use crossover_core::{invalid, DType, Error, Result, Tensor};
+use half::{bf16, f16};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use rayon::prelude::*;
+
+use super::geometry::{axis_list, Geometry};
+use super::{arr, real_dtype};
+use crate::kernels::broadcast::PARALLEL_MIN;
+use crate::kernels::Inputs;
+
+pub(super) fn eval(op: &ConvOp, x: &Inputs) -> Result<Vec<Tensor>> {
+    let t = x.get(0)?;
+    match op {
+        ConvOp::MaxPool { pool, column_major } => max_pool(t, pool, *column_major),
+        ConvOp::AveragePool {
+            pool,
+            count_include_pad,
+        } => Ok(vec![float_pool(t, pool, Reduce::Mean(*count_include_pad))?]),
+        ConvOp::LpPool { pool, p } => Ok(vec![float_pool(t, pool, Reduce::Lp(*p as f64))?]),
+        ConvOp::GlobalAveragePool => Ok(vec![global(t, Reduce::Mean(true))?]),
+        ConvOp::GlobalLpPool { p } => Ok(vec![global(t, Reduce::Lp(*p as f64))?]),
+        ConvOp::GlobalMaxPool => Ok(vec![global_max(t)?]),
+        ConvOp::MaxUnpool {
+            kernel_shape,
+            pads,
+            strides,
+        } => Ok(vec![max_unpool(x, kernel_shape, pads, strides)?]),
+        _ => Err(Error::Unsupported(format!(
+            "{} on the CPU",
+            <&'static str>::from(op)
+        ))),
+    }
+}
+
+/// Per spatial axis and window position: the image coordinates the window reads, and
+/// how many of its taps fall inside the image or its explicit padding.
+struct Taps {
+    valid: Vec<Vec<Vec<usize>>>,
+    padded: Vec<Vec<usize>>,
+}
+
+impl Taps {
+    fn new(g: &Geometry) -> Self {
+        let n = g.image.len();
+        let mut valid = Vec::with_capacity(n);
+        let mut padded = Vec::with_capacity(n);
+        for d in 0..n {
+            let (mut v, mut p) = (Vec::new(), Vec::new());
+            for o in 0..g.grid[d] {
+                let start = (o * g.strides[d]) as isize - g.pad_begin[d];
+                let mut taps = Vec::new();
+                let mut count = 0;
+                for k in 0..g.kernel[d] {
+                    let i = start + (k * g.dilations[d]) as isize;
+                    if i >= 0 && i < g.image[d] as isize {
+                        taps.push(i as usize);
+                    }
+                    if i >= -g.pad_begin[d] && i < g.image[d] as isize + g.pad_end[d] {
+                        count += 1;
+                    }
+                }
+                v.push(taps);
+                p.push(count);
+            }
+            valid.push(v);
+            padded.push(p);
+        }
+        Taps { valid, padded }
+    }
+
+    /// Calls `f(out_index, window)` for every window of a plane, where `window` lists the
+    /// (row-major) image offsets of its valid taps.
+    fn each(&self, g: &Geometry, mut f: impl FnMut(usize, &[usize], &[usize])) {
+        let n = g.image.len();
+        let total = g.grid_size();
+        let mut o = vec![0usize; n];
+        let mut window: Vec<usize> = Vec::new();
+        let mut coords: Vec<usize> = Vec::new();
+        let mut j = vec![0usize; n];
+        for flat in 0..total {
+            window.clear();
+            coords.clear();
+            let lists: Vec<&[usize]> = (0..n).map(|d| self.valid[d][o[d]].as_slice()).collect();
+            if lists.iter().all(|l| !l.is_empty()) {
+                j.iter_mut().for_each(|v| *v = 0);
+                loop {
+                    let mut off = 0;
+                    for d in 0..n {
+                        off = off * g.image[d] + lists[d][j[d]];
+                    }
+                    window.push(off);
+                    let mut d = n;
+                    loop {
+                        if d == 0 {
+                            break;
+                        }
+                        d -= 1;
+                        j[d] += 1;
+                        if j[d] < lists[d].len() {
+                            break;
+                        }
+                        j[d] = 0;
+                        if d == 0 {
+                            d = usize::MAX;
+                            break;
+                        }
+                    }
+                    if d == usize::MAX {
+                        break;
+                    }
+                }
+            }
+            coords.extend_from_slice(&o);
+            f(flat, &window, &coords);
+            for d in (0..n).rev() {
+                o[d] += 1;
+                if o[d] < g.grid[d] {
+                    break;
+                }
+                o[d] = 0;
+            }
+        }
+    }
+}
+
+fn pool_geometry(t: &Tensor, pool: &PoolAttrs) -> Result<Geometry> {
+    if t.rank() < 3 {
+        return Err(invalid!("pooling needs rank >= 3, got {:?}", t.shape()));
+    }
+    let n = t.rank() - 2;
+    let k = axis_list(pool.window.kernel_shape.as_deref(), n, 1, "kernel_shape", 1)?;
+    Geometry::forward(&pool.window, &t.shape()[2..], &k, pool.ceil_mode)
+}
+
+#[derive(Clone, Copy)]
+enum Reduce {
+    /// Mean; the flag counts padding taps in the divisor.
+    Mean(bool),
+    /// p-norm.
+    Lp(f64),
+}
+
+/// Runs `f(in_plane, out_plane, plane_index)` over the (N·C) planes, in parallel when large.
+fn planes<A: Sync, B: Send>(
+    x: &[A],
+    y: &mut [B],
+    ip: usize,
+    op: usize,
+    f: impl Fn(&[A], &mut [B], usize) + Sync,
+) {
+    if ip == 0 || op == 0 {
+        return;
+    }
+    if y.len() * ip / op.max(1) >= PARALLEL_MIN {
+        y.par_chunks_mut(op)
+            .zip(x.par_chunks(ip))
+            .enumerate()
+            .for_each(|(i, (yo, xi))| f(xi, yo, i));
+    } else {
+        y.chunks_mut(op)
+            .zip(x.chunks(ip))
+            .enumerate()
+            .for_each(|(i, (yo, xi))| f(xi, yo, i));
+    }
+}
+
+fn out_shape(t: &Tensor, g: &Geometry) -> Result<Vec<usize>> {
+    let mut s = t.shape()[..2].to_vec();
+    s.extend(&g.grid);
+    checked_numel(&s, t.dtype())?;
+    Ok(s)
+}
+
+fn float_pool(t: &Tensor, pool: &PoolAttrs, r: Reduce) -> Result<Tensor> {
+    let g = pool_geometry(t, pool)?;
+    let shape = out_shape(t, &g)?;
+    let taps = Taps::new(&g);
+    let dt = real_dtype("pooling", &[t.dtype()])?;
+    fn run<T: num_traits::Float + Send + Sync + crossover_core::tensor::Element>(
+        x: ArrayViewD<T>,
+        shape: &[usize],
+        g: &Geometry,
+        taps: &Taps,
+        r: Reduce,
+    ) -> ArrayD<T> {
+        let x = x.as_standard_layout();
+        let mut y = ArrayD::<T>::zeros(IxDyn(shape));
+        let (ip, op) = (g.image_size(), g.grid_size());
+        planes(
+            x.as_slice().expect("standard layout"),
+            y.as_slice_mut().expect("fresh"),
+            ip,
+            op,
+            |xi, yo, _| {
+                taps.each(g, |i, w, o| {
+                    yo[i] = match r {
+                        Reduce::Mean(include_pad) => {
+                            let s = w.iter().fold(T::zero(), |s, &k| s + xi[k]);
+                            let count = if include_pad {
+                                o.iter()
+                                    .enumerate()
+                                    .map(|(d, &od)| taps.padded[d][od])
+                                    .product()
+                            } else {
+                                w.len()
+                            };
+                            s / T::from(count).expect("small count")
+                        }
+                        Reduce::Lp(p) => {
+                            let p = T::from(p).expect("p fits");
+                            let s = w.iter().fold(T::zero(), |s, &k| s + xi[k].abs().powf(p));
+                            s.powf(T::one() / p)
+                        }
+                    };
+                });
+            },
+        );
+        y
+    }
+    let y = if dt == DType::F64 {
+        Tensor::from(run::<f64>(t.view()?, &shape, &g, &taps, r))
+    } else {
+        let a = arr::<f32>(t, DType::F32)?;
+        Tensor::from(run::<f32>(a.view(), &shape, &g, &taps, r))
+    };
+    y.cast(t.dtype())
+}
+
+fn max_pool(t: &Tensor, pool: &PoolAttrs, column_major: bool) -> Result<Vec<Tensor>> {
+    let g = pool_geometry(t, pool)?;
+    let shape = out_shape(t, &g)?;
+    let taps = Taps::new(&g);
+    let n = g.image.len();
+    // Index strides within a plane, row- or column-major.
+    let mut st = vec![1usize; n];
+    if column_major {
+        for d in 1..n {
+            st[d] = st[d - 1] * g.image[d - 1];
+        }
+    } else {
+        for d in (0..n.saturating_sub(1)).rev() {
+            st[d] = st[d + 1] * g.image[d + 1];
+        }
+    }
+    fn run<T: PartialOrd + Copy + Send + Sync + Default + crossover_core::tensor::Element>(
+        x: ArrayViewD<T>,
+        shape: &[usize],
+        g: &Geometry,
+        taps: &Taps,
+        st: &[usize],
+    ) -> (ArrayD<T>, ArrayD<i64>) {
+        let x = x.as_standard_layout();
+        let mut y = ArrayD::<T>::default(IxDyn(shape));
+        let mut idx = ArrayD::<i64>::from_elem(IxDyn(shape), -1);
+        let (ip, op) = (g.image_size(), g.grid_size());
+        let xs = x.as_slice().expect("standard layout");
+        let mut pairs: Vec<(T, i64)> = vec![(T::default(), -1); y.len()];
+        planes(xs, &mut pairs, ip, op, |xi, yo, plane| {
+            taps.each(g, |i, w, _| {
+                let mut best: Option<usize> = None;
+                for &k in w {
+                    if best.map_or(true, |b| xi[k] > xi[b]) {
+                        best = Some(k);
+                    }
+                }
+                if let Some(b) = best {
+                    // Re-express the row-major offset in the requested storage order.
+                    let mut rem = b;
+                    let mut at = 0;
+                    for d in (0..g.image.len()).rev() {
+                        at += (rem % g.image[d]) * st[d];
+                        rem /= g.image[d];
+                    }
+                    yo[i] = (xi[b], (plane * ip + at) as i64);
+                }
+            });
+        });
+        for ((yv, iv), (v, j)) in y.iter_mut().zip(idx.iter_mut()).zip(pairs) {
+            *yv = v;
+            *iv = j;
+        }
+        (y, idx)
+    }
+    macro_rules! go {
+        ($ty:ty) => {{
+            let (y, i) = run::<$ty>(t.view()?, &shape, &g, &taps, &st);
+            vec![Tensor::from(y), Tensor::from(i)]
+        }};
+    }
+    Ok(match t.dtype() {
+        DType::F32 => go!(f32),
+        DType::F64 => go!(f64),
+        DType::F16 => go!(f16),
+        DType::BF16 => go!(bf16),
+        DType::I8 => go!(i8),
+        DType::U8 => go!(u8),
+        DType::I16 => go!(i16),
+        DType::U16 => go!(u16),
+        DType::I32 => go!(i32),
+        DType::I64 => go!(i64),
+        other => return Err(Error::Unsupported(format!("MaxPool on {other} tensors"))),
+    })
+}
+
+/// Global pools: one value per plane, spatial axes kept as ones.
+fn global_shape(t: &Tensor) -> Result<(Vec<usize>, usize)> {
+    if t.rank() < 3 {
+        return Err(invalid!(
+            "global pooling needs rank >= 3, got {:?}",
+            t.shape()
+        ));
+    }
+    let mut s = t.shape()[..2].to_vec();
+    s.extend(std::iter::repeat(1).take(t.rank() - 2));
+    Ok((s, t.shape()[2..].iter().product()))
+}
+
+fn global(t: &Tensor, r: Reduce) -> Result<Tensor> {
+    let (shape, ip) = global_shape(t)?;
+    let dt = real_dtype("global pooling", &[t.dtype()])?;
+    fn run<T: num_traits::Float + Send + Sync + crossover_core::tensor::Element>(
+        x: ArrayViewD<T>,
+        shape: &[usize],
+        ip: usize,
+        r: Reduce,
+    ) -> ArrayD<T> {
+        let x = x.as_standard_layout();
+        let mut y = ArrayD::<T>::zeros(IxDyn(shape));
+        planes(
+            x.as_slice().expect("standard layout"),
+            y.as_slice_mut().expect("fresh"),
+            ip,
+            1,
+            |xi, yo, _| {
+                yo[0] = match r {
+                    Reduce::Mean(_) => {
+                        xi.iter().fold(T::zero(), |s, &v| s + v) / T::from(ip).expect("size fits")
+                    }
+                    Reduce::Lp(p) => {
+                        let p = T::from(p).expect("p fits");
+                        xi.iter()
+                            .fold(T::zero(), |s, &v| s + v.abs().powf(p))
+                            .powf(T::one() / p)
+                    }
+                };
+            },
+        );
+        y
+    }
+    let y = if dt == DType::F64 {
+        Tensor::from(run::<f64>(t.view()?, &shape, ip, r))
+    } else {
+        let a = arr::<f32>(t, DType::F32)?;
+        Tensor::from(run::<f32>(a.view(), &shape, ip, r))
+    };
+    y.cast(t.dtype())
+}
+
+fn global_max(t: &Tensor) -> Result<Tensor> {
+    let (shape, ip) = global_shape(t)?;
+    fn run<T: PartialOrd + Copy + Send + Sync + Default + crossover_core::tensor::Element>(
+        x: ArrayViewD<T>,
+        shape: &[usize],
+        ip: usize,
+    ) -> ArrayD<T> {
+        let x = x.as_standard_layout();
+        let mut y = ArrayD::<T>::default(IxDyn(shape));
+        planes(
+            x.as_slice().expect("standard layout"),
+            y.as_slice_mut().expect("fresh"),
+            ip,
+            1,
+            |xi, yo, _| {
+                yo[0] = xi
+                    .iter()
+                    .skip(1)
+                    .fold(xi[0], |m, &v| if v > m { v } else { m });
+            },
+        );
+        y
+    }
+    Ok(match t.dtype() {
+        DType::F32 => run::<f32>(t.view()?, &shape, ip).into(),
+        DType::F64 => run::<f64>(t.view()?, &shape, ip).into(),
+        DType::F16 => run::<f16>(t.view()?, &shape, ip).into(),
+        DType::BF16 => run::<bf16>(t.view()?, &shape, ip).into(),
+        other => {
+            return Err(Error::Unsupported(format!(
+                "GlobalMaxPool on {other} tensors"
+            )))
+        }
+    })
+}
+
+fn max_unpool(
+    x: &Inputs,
+    kernel: &[i64],
+    pads: &Option<Vec<i64>>,
+    strides: &Option<Vec<i64>>,
+) -> Result<Tensor> {
+    let (t, ind) = (x.get(0)?, x.get(1)?);
+    if t.rank() < 3 || ind.shape() != t.shape() {
+        return Err(invalid!(
+            "MaxUnpool needs X of rank >= 3 and indices of its shape, got {:?} and {:?}",
+            t.shape(),
+            ind.shape()
+        ));
+    }
+    let n = t.rank() - 2;
+    let k = axis_list(Some(kernel), n, 1, "kernel_shape", 1)?;
+    let s = axis_list(strides.as_deref(), n, 1, "strides", 1)?;
+    let p = axis_list(pads.as_deref(), 2 * n, 0, "pads", 0)?;
+    let mut shape = t.shape()[..2].to_vec();
+    for d in 0..n {
+        let v = ((t.shape()[d + 2] as isize - 1) * s[d] as isize + k[d] as isize)
+            - (p[d] + p[n + d]) as isize;
+        if v < 0 {
+            return Err(invalid!("MaxUnpool output axis {d} would be negative"));
+        }
+        shape.push(v as usize);
+    }
+    if let Some(os) = x.opt(2) {
+        let os = os.to_i64_vec()?;
+        if os.len() != shape.len() {
+            return Err(invalid!("MaxUnpool output_shape {os:?} has the wrong rank"));
+        }
+        shape = axis_list(Some(&os), os.len(), 0, "output_shape", 0)?;
+    }
+    let total = checked_numel(&shape, t.dtype())?;
+    let idx = ind.to_i64_vec()?;
+    let mut out = Tensor::zeros(t.dtype(), &shape)?;
+    macro_rules! scatter {
+        ($src:expr, $dst:expr) => {{
+            let dst = $dst.as_slice_mut().expect("fresh");
+            for (v, &i) in $src.iter().zip(&idx) {
+                let i = usize::try_from(i)
+                    .ok()
+                    .filter(|&i| i < total)
+                    .ok_or_else(|| invalid!("MaxUnpool index {i} is out of range for {shape:?}"))?;
+                dst[i] = *v;
+            }
+        }};
+    }
+    fn own<T: crossover_core::tensor::Element>(o: Tensor) -> Result<ArrayD<T>> {
+        Ok(o.into_arc::<T>()?.into_owned())
+    }
+    out = match t {
+        Tensor::F32(a) => {
+            let mut y = own::<f32>(out)?;
+            scatter!(a, y);
+            y.into()
+        }
+        Tensor::F64(a) => {
+            let mut y = own::<f64>(out)?;
+            scatter!(a, y);
+            y.into()
+        }
+        Tensor::F16(a) => {
+            let mut y = own::<f16>(out)?;
+            scatter!(a, y);
+            y.into()
+        }
+        other => {
+            return Err(Error::Unsupported(format!(
+                "MaxUnpool on {} tensors",
+                other.dtype()
+            )))
+        }
+    };
+    Ok(out)
+}

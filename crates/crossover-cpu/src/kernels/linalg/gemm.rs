@@ -1,0 +1,324 @@
+//! Matrix products: f32/f64 through matrixmultiply (cache-blocked, SIMD, threaded), other
+//! numeric types through a blocked loop; and numpy's batched `matmul` on top of either.
+
+use crossover_core::{invalid, Result};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix2, IxDyn};
+use num_traits::{WrappingAdd, WrappingMul, Zero};
+use rayon::prelude::*;
+
+use crate::kernels::broadcast::{broadcast_shapes, view_as};
+
+/// A float type matrixmultiply multiplies.
+pub(crate) trait Real:
+    num_traits::Float
+    + std::ops::AddAssign
+    + num_traits::FromPrimitive
+    + Send
+    + Sync
+    + Default
+    + std::fmt::Debug
+    + 'static
+{
+    /// # Safety
+    /// The pointers and strides must describe valid `m×k`, `k×n` and `m×n` matrices, the
+    /// last one writable and not aliasing itself.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn raw_gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Real for f32 {
+    unsafe fn raw_gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+impl Real for f64 {
+    unsafe fn raw_gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+fn check_dims(a: (usize, usize), b: (usize, usize), c: (usize, usize)) -> Result<()> {
+    if a.1 != b.0 || c != (a.0, b.1) {
+        return Err(invalid!(
+            "matrix product of {}x{} and {}x{} into {}x{}",
+            a.0,
+            a.1,
+            b.0,
+            b.1,
+            c.0,
+            c.1
+        ));
+    }
+    Ok(())
+}
+
+/// `C ← alpha·A·B + beta·C`, reading A and B through their strides (transposed and
+/// broadcast views cost nothing). With `beta == 0`, C is not read.
+pub(crate) fn gemm<T: Real>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    mut c: ArrayViewMut2<T>,
+) -> Result<()> {
+    check_dims(a.dim(), b.dim(), c.dim())?;
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let (sa, sb, sc) = (a.strides(), b.strides(), c.strides());
+    let (rsa, csa, rsb, csb, rsc, csc) = (sa[0], sa[1], sb[0], sb[1], sc[0], sc[1]);
+    // SAFETY: the views guarantee the pointers and strides are valid for their shapes,
+    // which match m, k, n; C is a unique mutable view and ndarray never hands out a
+    // mutable view whose elements alias.
+    unsafe {
+        T::raw_gemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        )
+    }
+    Ok(())
+}
+
+/// An element the integer product accumulates in, with two's-complement wrap-around
+/// as ONNX runtimes do.
+pub(crate) trait IntElem: Copy + Zero + WrappingAdd + WrappingMul + Send + Sync {}
+impl<T: Copy + Zero + WrappingAdd + WrappingMul + Send + Sync> IntElem for T {}
+
+/// `C ← A·B` for integers: k and n are blocked so a panel of B stays in cache while the
+/// rows of C it feeds accumulate in place (the inner loop runs over contiguous rows).
+pub(crate) fn gemm_int<T: IntElem>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    mut c: ArrayViewMut2<T>,
+) -> Result<()> {
+    check_dims(a.dim(), b.dim(), c.dim())?;
+    const KB: usize = 128;
+    const NB: usize = 512;
+    let b = b.as_standard_layout();
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    c.fill(T::zero());
+    let mut row = vec![T::zero(); n.min(NB)];
+    for j0 in (0..n).step_by(NB) {
+        let j1 = (j0 + NB).min(n);
+        for k0 in (0..k).step_by(KB) {
+            let k1 = (k0 + KB).min(k);
+            for i in 0..m {
+                let acc = &mut row[..j1 - j0];
+                for (dst, src) in acc.iter_mut().zip(c.row(i).slice(ndarray::s![j0..j1])) {
+                    *dst = *src;
+                }
+                for p in k0..k1 {
+                    let av = a[[i, p]];
+                    let brow = b.row(p);
+                    let brow = brow
+                        .as_slice()
+                        .expect("standard layout rows are contiguous");
+                    for (d, &bv) in acc.iter_mut().zip(&brow[j0..j1]) {
+                        *d = d.wrapping_add(&av.wrapping_mul(&bv));
+                    }
+                }
+                for (dst, src) in c
+                    .row_mut(i)
+                    .slice_mut(ndarray::s![j0..j1])
+                    .iter_mut()
+                    .zip(acc.iter())
+                {
+                    *dst = *src;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Products smaller than this (m·k·n) go one per rayon task across a batch; larger ones
+/// are left to matrixmultiply's own threads.
+const SMALL_PRODUCT: usize = 1 << 21;
+/// Batches whose total work is below this run on one thread.
+const PARALLEL_WORK: usize = 1 << 16;
+
+/// numpy `matmul`: 1-D operands are promoted (and the added axis dropped), leading axes
+/// broadcast. `mm(a, b, c)` writes one `a·b` into `c`.
+pub(crate) fn matmul<T, F>(a: ArrayViewD<T>, b: ArrayViewD<T>, mm: F) -> Result<ArrayD<T>>
+where
+    T: Clone + Zero + Send + Sync,
+    F: Fn(ArrayView2<T>, ArrayView2<T>, ArrayViewMut2<T>) -> Result<()> + Sync,
+{
+    if a.ndim() == 0 || b.ndim() == 0 {
+        return Err(invalid!(
+            "MatMul needs operands of rank >= 1, got {:?} and {:?}",
+            a.shape(),
+            b.shape()
+        ));
+    }
+    let (a_vec, b_vec) = (a.ndim() == 1, b.ndim() == 1);
+    let a = if a_vec { a.insert_axis(Axis(0)) } else { a };
+    let b = if b_vec { b.insert_axis(Axis(1)) } else { b };
+    let (ra, rb) = (a.ndim(), b.ndim());
+    let (m, k) = (a.shape()[ra - 2], a.shape()[ra - 1]);
+    let (k2, n) = (b.shape()[rb - 2], b.shape()[rb - 1]);
+    if k != k2 {
+        return Err(invalid!(
+            "MatMul: shapes {:?} and {:?} do not chain",
+            a.shape(),
+            b.shape()
+        ));
+    }
+    let batch = broadcast_shapes(&a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
+    let nbatch: usize = batch.iter().product();
+    let full = |r, c| -> Vec<usize> { batch.iter().copied().chain([r, c]).collect() };
+    let out_full = full(m, n);
+    crossover_core::tensor::checked_numel(&out_full, crossover_core::DType::F64)?;
+    let av = view_as(&a, &full(m, k))?;
+    let bv = view_as(&b, &full(k, n))?;
+    let mut out = ndarray::Array3::<T>::zeros((nbatch, m, n));
+    let work = m * n * k.max(1);
+    if nbatch > 1 && work < SMALL_PRODUCT && work * nbatch >= PARALLEL_WORK {
+        out.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .try_for_each(|(i, c)| mm(pick(&av, &batch, i), pick(&bv, &batch, i), c))?;
+    } else {
+        for (i, c) in out.axis_iter_mut(Axis(0)).enumerate() {
+            mm(pick(&av, &batch, i), pick(&bv, &batch, i), c)?;
+        }
+    }
+    let mut shape = batch.clone();
+    if !a_vec {
+        shape.push(m);
+    }
+    if !b_vec {
+        shape.push(n);
+    }
+    Ok(out
+        .into_shape_with_order(IxDyn(&shape))
+        .expect("same element count"))
+}
+
+/// Matrix `i` (row-major over `batch`) of a view of shape `batch ++ [r, c]`.
+fn pick<'b, T>(v: &'b ArrayViewD<'_, T>, batch: &[usize], mut i: usize) -> ArrayView2<'b, T> {
+    let mut v = v.view();
+    for ax in (0..batch.len()).rev() {
+        let d = batch[ax];
+        v.collapse_axis(Axis(ax), i % d);
+        i /= d;
+    }
+    for _ in 0..batch.len() {
+        v = v.index_axis_move(Axis(0), 0);
+    }
+    v.into_dimensionality::<Ix2>().expect("two axes remain")
+}
+
+/// `matmul` for f32/f64 through matrixmultiply.
+pub(crate) fn matmul_real<T: Real>(a: ArrayViewD<T>, b: ArrayViewD<T>) -> Result<ArrayD<T>> {
+    matmul(a, b, |a, b, c| gemm(T::one(), a, b, T::zero(), c))
+}
+
+/// `matmul` for integers, wrapping on overflow.
+pub(crate) fn matmul_int<T: IntElem>(a: ArrayViewD<T>, b: ArrayViewD<T>) -> Result<ArrayD<T>> {
+    matmul(a, b, gemm_int)
+}
+
+/// A 2-D copy in standard layout (for callers that need contiguous rows).
+#[allow(dead_code)]
+pub(crate) fn owned2<T: Clone>(a: ArrayView2<T>) -> Array2<T> {
+    a.as_standard_layout().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn matmul_broadcasts_and_promotes_vectors() {
+        let a =
+            ndarray::Array::from_shape_fn((2, 1, 2, 3), |(i, _, j, k)| (i * 6 + j * 3 + k) as f32)
+                .into_dyn();
+        let b = array![1.0f32, 0.0, 2.0].into_dyn();
+        let y = matmul_real(a.view(), b.view()).unwrap();
+        assert_eq!(y.shape(), &[2, 1, 2]);
+        assert_eq!(
+            y.iter().copied().collect::<Vec<_>>(),
+            vec![4.0, 13.0, 22.0, 31.0]
+        );
+        let bad = ndarray::Array::<f32, _>::zeros(IxDyn(&[4, 2]));
+        assert!(matmul_real(a.view(), bad.view()).is_err());
+    }
+
+    #[test]
+    fn integer_product_matches_float() {
+        let a = ndarray::Array::from_shape_fn((3, 700), |(i, j)| ((i * 7 + j) % 11) as i32 - 5);
+        let b = ndarray::Array::from_shape_fn((700, 600), |(i, j)| ((i + 3 * j) % 13) as i32 - 6);
+        let mut c = Array2::<i32>::zeros((3, 600));
+        gemm_int(a.view(), b.view(), c.view_mut()).unwrap();
+        let af = a.mapv(|v| v as f64);
+        let bf = b.mapv(|v| v as f64);
+        let cf = af.dot(&bf);
+        assert!(c.iter().zip(cf.iter()).all(|(&x, &y)| x as f64 == y));
+    }
+}
