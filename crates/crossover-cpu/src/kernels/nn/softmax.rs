@@ -1,0 +1,111 @@
+//! Softmax, LogSoftmax and Hardmax along one axis (or a coerced 2-D row before opset 13).
+
+use crossover_core::op::nn::SoftmaxAxis;
+use crossover_core::{Result, Tensor};
+use rayon::prelude::*;
+
+use super::{arr, flat, out, parallel, Real};
+use crate::kernels::util::norm_axis;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Softmax,
+    LogSoftmax,
+    Hardmax,
+}
+
+/// `(outer, n, inner)`: the input seen as `outer` blocks of `n` lanes positions, each lane
+/// strided by `inner`.
+fn split(shape: &[usize], axis: SoftmaxAxis) -> Result<(usize, usize, usize)> {
+    let rank = shape.len();
+    Ok(match axis {
+        SoftmaxAxis::Single(a) => {
+            let a = norm_axis(a, rank)?;
+            if rank == 0 {
+                (1, 1, 1)
+            } else {
+                (
+                    shape[..a].iter().product(),
+                    shape[a],
+                    shape[a + 1..].iter().product(),
+                )
+            }
+        }
+        SoftmaxAxis::Coerce2d(a) => {
+            // Old opsets accept axis == rank (an empty second dimension product of 1).
+            let r = rank as i64;
+            let a = if a < 0 { a + r } else { a };
+            if a < 0 || a > r {
+                return Err(crossover_core::invalid!(
+                    "axis {a} is out of range for rank {rank}"
+                ));
+            }
+            let a = a as usize;
+            (shape[..a].iter().product(), shape[a..].iter().product(), 1)
+        }
+    })
+}
+
+pub(crate) fn eval<F: Real>(t: &Tensor, axis: SoftmaxAxis, kind: Kind) -> Result<Tensor> {
+    let a = arr::<F>(t)?;
+    let (_, n, inner) = split(t.shape(), axis)?;
+    let mut data = flat(&a).into_owned();
+    let block = n * inner;
+    if block > 0 {
+        let run = |chunk: &mut [F]| {
+            for j in 0..inner {
+                lane(chunk, j, inner, n, kind);
+            }
+        };
+        if parallel(data.len()) {
+            data.par_chunks_mut(block).for_each(run);
+        } else {
+            data.chunks_mut(block).for_each(run);
+        }
+    }
+    out(t.shape(), data, t.dtype())
+}
+
+/// One lane: elements `start, start + stride, …` (`n` of them) of `buf`.
+#[inline]
+fn lane<F: Real>(buf: &mut [F], start: usize, stride: usize, n: usize, kind: Kind) {
+    let idx = |k: usize| start + k * stride;
+    match kind {
+        Kind::Hardmax => {
+            let mut best = 0;
+            for k in 1..n {
+                if buf[idx(k)] > buf[idx(best)] {
+                    best = k;
+                }
+            }
+            for k in 0..n {
+                buf[idx(k)] = if k == best { F::one() } else { F::zero() };
+            }
+        }
+        Kind::Softmax | Kind::LogSoftmax => {
+            let mut m = F::neg_infinity();
+            for k in 0..n {
+                m = m.max(buf[idx(k)]);
+            }
+            let mut s = F::zero();
+            for k in 0..n {
+                let e = (buf[idx(k)] - m).exp();
+                if kind == Kind::Softmax {
+                    buf[idx(k)] = e;
+                }
+                s += e;
+            }
+            if kind == Kind::Softmax {
+                let r = F::one() / s;
+                for k in 0..n {
+                    buf[idx(k)] = buf[idx(k)] * r;
+                }
+            } else {
+                let ls = m + s.ln();
+                for k in 0..n {
+                    buf[idx(k)] = buf[idx(k)] - ls;
+                }
+            }
+        }
+    }
+}
