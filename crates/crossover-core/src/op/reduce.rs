@@ -95,65 +95,64 @@ impl ReduceOp {
         let op = cx.op_type();
         Some(match op {
             "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
-            | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
-                (|| {
-                    let axes = cx.ints("axes")?;
-                    let keep_dims = cx.int_or("keepdims", 1)? != 0;
-                    let noop_with_empty_axes = cx.int_or("noop_with_empty_axes", 0)? != 0;
-                    Ok(match op {
-                        "ReduceSum" => Self::ReduceSum {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceMean" => Self::ReduceMean {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceMax" => Self::ReduceMax {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceMin" => Self::ReduceMin {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceProd" => Self::ReduceProd {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceL1" => Self::ReduceL1 {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceL2" => Self::ReduceL2 {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceLogSum" => Self::ReduceLogSum {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        "ReduceLogSumExp" => Self::ReduceLogSumExp {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                        _ => Self::ReduceSumSquare {
-                            axes,
-                            keep_dims,
-                            noop_with_empty_axes,
-                        },
-                    })
-                })()
-            }
+            | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => (|| {
+                let axes = cx.ints("axes")?;
+                let keep_dims = cx.int_or("keepdims", 1)? != 0;
+                let noop_with_empty_axes = cx.int_or("noop_with_empty_axes", 0)? != 0;
+                Ok(match op {
+                    "ReduceSum" => Self::ReduceSum {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceMean" => Self::ReduceMean {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceMax" => Self::ReduceMax {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceMin" => Self::ReduceMin {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceProd" => Self::ReduceProd {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceL1" => Self::ReduceL1 {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceL2" => Self::ReduceL2 {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceLogSum" => Self::ReduceLogSum {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    "ReduceLogSumExp" => Self::ReduceLogSumExp {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                    _ => Self::ReduceSumSquare {
+                        axes,
+                        keep_dims,
+                        noop_with_empty_axes,
+                    },
+                })
+            })(
+            ),
             "ArgMax" | "ArgMin" => (|| {
                 let axis = cx.int_or("axis", 0)?;
                 let keep_dims = cx.int_or("keepdims", 1)? != 0;

@@ -211,7 +211,13 @@ fn run<T: Num>(a: ArrayViewD<T>, kind: Kind, axes: &[usize], keep: bool) -> Arra
         Kind::Min => reduce3(x, o, r, i, &Extreme(T::HIGHEST, false)),
         Kind::Prod => reduce3(x, o, r, i, &ProdR),
         Kind::L1 => reduce3(x, o, r, i, &SumOf(|v: T::A| v.abs(), |s, _| s)),
-        Kind::L2 => reduce3(x, o, r, i, &SumOf(|v: T::A| v.mul(v), |s: T::A, _| s.sqrt())),
+        Kind::L2 => reduce3(
+            x,
+            o,
+            r,
+            i,
+            &SumOf(|v: T::A| v.mul(v), |s: T::A, _| s.sqrt()),
+        ),
         Kind::LogSum => reduce3(x, o, r, i, &SumOf(|v| v, |s: T::A, _| s.ln())),
         Kind::LogSumExp => reduce3(x, o, r, i, &LogSumExp),
         Kind::SumSquare => reduce3(x, o, r, i, &SumOf(|v: T::A| v.mul(v), |s, _| s)),
@@ -231,7 +237,10 @@ pub fn reduce(
     let axes = if axes.is_empty() {
         if noop_with_empty_axes {
             // Nothing is reduced, but the per-element transform (square, abs, log…) applies.
-            if matches!(kind, Kind::Sum | Kind::Mean | Kind::Max | Kind::Min | Kind::Prod) {
+            if matches!(
+                kind,
+                Kind::Sum | Kind::Mean | Kind::Max | Kind::Min | Kind::Prod
+            ) {
                 return Ok(t.clone());
             }
             Vec::new()

@@ -9,7 +9,13 @@ use super::num::{Acc, Num};
 use crate::kernels::broadcast::PARALLEL_MIN;
 use crate::kernels::util::norm_axis;
 
-fn scan<T: Num>(a: ArrayViewD<T>, axis: usize, exclusive: bool, reverse: bool, prod: bool) -> ArrayD<T> {
+fn scan<T: Num>(
+    a: ArrayViewD<T>,
+    axis: usize,
+    exclusive: bool,
+    reverse: bool,
+    prod: bool,
+) -> ArrayD<T> {
     let shape = a.shape().to_vec();
     let c = canon(a, &[axis]);
     let (x, r, inner) = (c.slice(), c.reduced, c.inner);
@@ -61,7 +67,9 @@ pub fn cumulative(
     name: &str,
 ) -> Result<Tensor> {
     if t.rank() == 0 {
-        return Err(crossover_core::invalid!("{name} needs a tensor of rank 1 or more"));
+        return Err(crossover_core::invalid!(
+            "{name} needs a tensor of rank 1 or more"
+        ));
     }
     let axis = norm_axis(axis, t.rank())?;
     Ok(numeric!(t, name, a => Tensor::from(scan(a.view(), axis, exclusive, reverse, prod))))

@@ -65,14 +65,7 @@ fn arg_of<T: PartialOrd + Copy + Sync + Send + Clone>(
 }
 
 /// ArgMax (`max`) or ArgMin: int64 indices along `axis`.
-pub fn arg(
-    t: &Tensor,
-    axis: i64,
-    keep: bool,
-    last: bool,
-    max: bool,
-    name: &str,
-) -> Result<Tensor> {
+pub fn arg(t: &Tensor, axis: i64, keep: bool, last: bool, max: bool, name: &str) -> Result<Tensor> {
     let axis = norm_axis(axis, t.rank())?;
     if t.rank() == 0 {
         return Err(invalid!("{name} needs a tensor of rank 1 or more"));
@@ -129,7 +122,11 @@ fn top_k_of<T: Element + PartialOrd + Copy>(
                 .for_each_init(Vec::new, |buf, (o, (v, i))| block(o, v, i, buf));
         } else {
             let mut buf = Vec::with_capacity(r);
-            for (o, (v, i)) in vals.chunks_mut(chunk).zip(idx.chunks_mut(chunk)).enumerate() {
+            for (o, (v, i)) in vals
+                .chunks_mut(chunk)
+                .zip(idx.chunks_mut(chunk))
+                .enumerate()
+            {
                 block(o, v, i, &mut buf);
             }
         }
@@ -149,7 +146,9 @@ pub fn top_k(t: &Tensor, k: i64, axis: i64, largest: bool, name: &str) -> Result
     let axis = norm_axis(axis, t.rank())?;
     let n = t.shape()[axis];
     if k < 0 || k as u64 > n as u64 {
-        return Err(invalid!("{name}: k = {k} is out of range for an axis of {n}"));
+        return Err(invalid!(
+            "{name}: k = {k} is out of range for an axis of {n}"
+        ));
     }
     let k = k as usize;
     Ok(numeric!(t, name, a => {

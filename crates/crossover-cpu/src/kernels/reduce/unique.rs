@@ -91,7 +91,9 @@ fn unique_of<T: Element + PartialOrd>(
 pub fn unique(t: &Tensor, axis: Option<i64>, sorted: bool) -> Result<Vec<Tensor>> {
     let axis = axis.map(|a| norm_axis(a, t.rank())).transpose()?;
     if axis.is_some() && t.rank() == 0 {
-        return Err(crossover_core::invalid!("Unique along an axis needs rank 1 or more"));
+        return Err(crossover_core::invalid!(
+            "Unique along an axis needs rank 1 or more"
+        ));
     }
     Ok(with_array!(t, a => unique_of(a.view(), axis, sorted)))
 }
@@ -104,7 +106,13 @@ mod tests {
     fn unsorted_keeps_first_occurrence_order() {
         let t = Tensor::from_vec(&[6], vec![2f32, 1., 1., 3., 4., 3.]).unwrap();
         let r = unique(&t, None, false).unwrap();
-        assert_eq!(r[0].cast(crossover_core::DType::I64).unwrap().to_i64_vec().unwrap(), vec![2, 1, 3, 4]);
+        assert_eq!(
+            r[0].cast(crossover_core::DType::I64)
+                .unwrap()
+                .to_i64_vec()
+                .unwrap(),
+            vec![2, 1, 3, 4]
+        );
         assert_eq!(r[1].to_i64_vec().unwrap(), vec![0, 1, 3, 4]);
         assert_eq!(r[2].to_i64_vec().unwrap(), vec![0, 1, 1, 2, 3, 2]);
         assert_eq!(r[3].to_i64_vec().unwrap(), vec![1, 2, 2, 1]);
