@@ -10,6 +10,7 @@ pub mod layout;
 pub mod linalg;
 pub mod nn;
 pub mod reduce;
+pub mod signal;
 
 pub use attrs::NodeCtx;
 pub use conv::ConvOp;
@@ -18,6 +19,7 @@ pub use layout::LayoutOp;
 pub use linalg::LinalgOp;
 pub use nn::NnOp;
 pub use reduce::ReduceOp;
+pub use signal::SignalOp;
 
 use crate::{Error, Result};
 
@@ -29,6 +31,7 @@ pub enum Op {
     Nn(NnOp),
     Layout(LayoutOp),
     Reduce(ReduceOp),
+    Signal(SignalOp),
 }
 
 impl Op {
@@ -41,6 +44,7 @@ impl Op {
             Op::Nn(o) => o.into(),
             Op::Layout(o) => o.into(),
             Op::Reduce(o) => o.into(),
+            Op::Signal(o) => o.into(),
         }
     }
 
@@ -58,7 +62,8 @@ impl Op {
             .or_else(|| ConvOp::parse(cx).map(|r| r.map(Op::Conv)))
             .or_else(|| NnOp::parse(cx).map(|r| r.map(Op::Nn)))
             .or_else(|| LayoutOp::parse(cx).map(|r| r.map(Op::Layout)))
-            .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)));
+            .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)))
+            .or_else(|| SignalOp::parse(cx).map(|r| r.map(Op::Signal)));
         parsed.unwrap_or_else(|| {
             Err(Error::UnsupportedOp {
                 op: cx.op_type().to_string(),

@@ -10,6 +10,7 @@ mod layout;
 mod linalg;
 mod nn;
 mod reduce;
+mod signal;
 pub mod util;
 
 use crossover_core::{Op, Result, Tensor};
@@ -32,5 +33,6 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Op::Nn(o) => nn::eval(o, &inputs),
         Op::Layout(o) => layout::eval(o, &inputs),
         Op::Reduce(o) => reduce::eval(o, &inputs),
+        Op::Signal(o) => signal::eval(o, &inputs),
     }
 }

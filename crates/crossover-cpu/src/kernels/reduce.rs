@@ -1,42 +1,192 @@
-//! Reduction kernels.
+//! Reductions, arg/top-k selection, scans, Unique and NonMaxSuppression.
+//!
+//! Most kernels view their input as `[outer, reduced, inner]` (see [`layout`]) so that the
+//! hot loops run over contiguous slices.
 
 use crossover_core::op::ReduceOp;
 use crossover_core::{Result, Tensor};
-use ndarray::Axis;
 
-use super::util::norm_axes;
 use super::Inputs;
 
+/// Runs `$body` with `$a` bound to the array of a numeric tensor (not bool or string).
+macro_rules! numeric {
+    ($t:expr, $op:expr, $a:ident => $body:expr) => {
+        match $t {
+            Tensor::F32($a) => $body,
+            Tensor::F64($a) => $body,
+            Tensor::F16($a) => $body,
+            Tensor::BF16($a) => $body,
+            Tensor::I8($a) => $body,
+            Tensor::I16($a) => $body,
+            Tensor::I32($a) => $body,
+            Tensor::I64($a) => $body,
+            Tensor::U8($a) => $body,
+            Tensor::U16($a) => $body,
+            Tensor::U32($a) => $body,
+            Tensor::U64($a) => $body,
+            other => {
+                return Err(crossover_core::Error::Unsupported(format!(
+                    "{} on {} tensors",
+                    $op,
+                    other.dtype()
+                )))
+            }
+        }
+    };
+}
+
+mod layout;
+mod nms;
+mod num;
+mod reduction;
+mod scan;
+mod select;
+mod unique;
+
+pub use reduction::Kind;
+
 pub fn eval(op: &ReduceOp, x: &Inputs) -> Result<Vec<Tensor>> {
-    match op {
-        ReduceOp::ReduceSum {
+    let name: &'static str = op.into();
+    use ReduceOp as R;
+    let out = match op {
+        R::ReduceSum {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceMean {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceMax {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceMin {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceProd {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceL1 {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceL2 {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceLogSum {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceLogSumExp {
+            axes,
+            keep_dims,
+            noop_with_empty_axes,
+        }
+        | R::ReduceSumSquare {
             axes,
             keep_dims,
             noop_with_empty_axes,
         } => {
-            let t = x.get(0)?;
+            let kind = match op {
+                R::ReduceSum { .. } => Kind::Sum,
+                R::ReduceMean { .. } => Kind::Mean,
+                R::ReduceMax { .. } => Kind::Max,
+                R::ReduceMin { .. } => Kind::Min,
+                R::ReduceProd { .. } => Kind::Prod,
+                R::ReduceL1 { .. } => Kind::L1,
+                R::ReduceL2 { .. } => Kind::L2,
+                R::ReduceLogSum { .. } => Kind::LogSum,
+                R::ReduceLogSumExp { .. } => Kind::LogSumExp,
+                _ => Kind::SumSquare,
+            };
             let axes = match (axes, x.opt(1)) {
                 (Some(a), _) => a.clone(),
                 (None, Some(a)) => a.to_i64_vec()?,
                 (None, None) => Vec::new(),
             };
-            if axes.is_empty() && *noop_with_empty_axes {
-                return Ok(vec![t.clone()]);
-            }
-            let mut axes = if axes.is_empty() {
-                (0..t.rank()).collect()
-            } else {
-                norm_axes(&axes, t.rank())?
-            };
-            axes.sort_unstable();
-            let mut a = t.view::<f32>()?.to_owned();
-            for &ax in axes.iter().rev() {
-                a = a.sum_axis(Axis(ax));
-                if *keep_dims {
-                    a.insert_axis_inplace(Axis(ax));
-                }
-            }
-            Ok(vec![Tensor::from(a)])
+            vec![reduction::reduce(
+                x.get(0)?,
+                kind,
+                &axes,
+                *keep_dims,
+                *noop_with_empty_axes,
+                name,
+            )?]
         }
-    }
+        R::ArgMax {
+            axis,
+            keep_dims,
+            select_last_index,
+        } => vec![select::arg(
+            x.get(0)?,
+            *axis,
+            *keep_dims,
+            *select_last_index,
+            true,
+            name,
+        )?],
+        R::ArgMin {
+            axis,
+            keep_dims,
+            select_last_index,
+        } => vec![select::arg(
+            x.get(0)?,
+            *axis,
+            *keep_dims,
+            *select_last_index,
+            false,
+            name,
+        )?],
+        R::TopK {
+            axis,
+            k,
+            largest,
+            sorted: _,
+        } => {
+            let k = match k {
+                Some(k) => *k,
+                None => x.get(1)?.scalar_f64()? as i64,
+            };
+            select::top_k(x.get(0)?, k, *axis, *largest, name)?
+        }
+        R::CumSum { exclusive, reverse } | R::CumProd { exclusive, reverse } => {
+            let axis = x.get(1)?.to_i64_vec()?;
+            let [axis] = axis[..] else {
+                return Err(crossover_core::invalid!(
+                    "{name} needs one axis, got {axis:?}"
+                ));
+            };
+            let prod = matches!(op, R::CumProd { .. });
+            vec![scan::cumulative(
+                x.get(0)?,
+                axis,
+                *exclusive,
+                *reverse,
+                prod,
+                name,
+            )?]
+        }
+        R::Unique { axis, sorted } => unique::unique(x.get(0)?, *axis, *sorted)?,
+        R::NonMaxSuppression { center_point_box } => vec![nms::non_max_suppression(
+            x.get(0)?,
+            x.get(1)?,
+            x.opt(2),
+            x.opt(3),
+            x.opt(4),
+            *center_point_box,
+        )?],
+    };
+    Ok(out)
 }
