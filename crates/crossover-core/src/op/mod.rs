@@ -4,20 +4,24 @@
 //! Variant names are the ONNX op types, so `name()` needs no table kept in sync.
 
 mod attrs;
+pub mod control;
 pub mod conv;
 pub mod elementwise;
 pub mod layout;
 pub mod linalg;
 pub mod nn;
 pub mod reduce;
+pub mod rnn;
 
 pub use attrs::NodeCtx;
+pub use control::ControlOp;
 pub use conv::ConvOp;
 pub use elementwise::ElementwiseOp;
 pub use layout::LayoutOp;
 pub use linalg::LinalgOp;
 pub use nn::NnOp;
 pub use reduce::ReduceOp;
+pub use rnn::RnnOp;
 
 use crate::{Error, Result};
 
@@ -29,6 +33,8 @@ pub enum Op {
     Nn(NnOp),
     Layout(LayoutOp),
     Reduce(ReduceOp),
+    Control(ControlOp),
+    Rnn(RnnOp),
 }
 
 impl Op {
@@ -41,6 +47,8 @@ impl Op {
             Op::Nn(o) => o.into(),
             Op::Layout(o) => o.into(),
             Op::Reduce(o) => o.into(),
+            Op::Control(o) => o.into(),
+            Op::Rnn(o) => o.into(),
         }
     }
 
@@ -58,7 +66,9 @@ impl Op {
             .or_else(|| ConvOp::parse(cx).map(|r| r.map(Op::Conv)))
             .or_else(|| NnOp::parse(cx).map(|r| r.map(Op::Nn)))
             .or_else(|| LayoutOp::parse(cx).map(|r| r.map(Op::Layout)))
-            .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)));
+            .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)))
+            .or_else(|| ControlOp::parse(cx).map(|r| r.map(Op::Control)))
+            .or_else(|| RnnOp::parse(cx).map(|r| r.map(Op::Rnn)));
         parsed.unwrap_or_else(|| {
             Err(Error::UnsupportedOp {
                 op: cx.op_type().to_string(),

@@ -4,12 +4,14 @@
 //! `None`) and returns its outputs; it never panics on bad input.
 
 pub mod broadcast;
+mod control;
 mod conv;
 mod elementwise;
 mod layout;
 mod linalg;
 mod nn;
 mod reduce;
+mod rnn;
 pub mod util;
 
 use crossover_core::{Op, Result, Tensor};
@@ -32,5 +34,7 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Op::Nn(o) => nn::eval(o, &inputs),
         Op::Layout(o) => layout::eval(o, &inputs),
         Op::Reduce(o) => reduce::eval(o, &inputs),
+        Op::Control(o) => control::eval(o, &inputs),
+        Op::Rnn(o) => rnn::eval(o, &inputs),
     }
 }
