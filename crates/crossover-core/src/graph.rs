@@ -84,6 +84,33 @@ impl Node {
     }
 }
 
+/// A graph held by a node attribute: If's branches, Loop's and Scan's body.
+///
+/// Names the subgraph reads but does not define resolve to values of the enclosing
+/// scopes ("captures"). The owning node lists each captured outer value as an extra input
+/// after the op's own inputs, so ordering, liveness and constant folding see them; each
+/// [`Capture`] says which of the node's inputs binds which inner value.
+#[derive(Clone, Debug)]
+pub struct Subgraph {
+    pub graph: Graph,
+    pub captures: Vec<Capture>,
+}
+
+/// One captured outer value: inner value `inner` takes the owning node's input `input`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capture {
+    pub inner: ValueId,
+    pub input: usize,
+}
+
+/// Subgraphs are shared by `Arc` and compare by identity: two ops are equal when they
+/// hold the same subgraph.
+impl PartialEq for Subgraph {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub name: String,

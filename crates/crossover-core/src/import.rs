@@ -57,11 +57,32 @@ impl Model {
         let source = TensorSource {
             dir: dir.map(Path::to_path_buf),
         };
-        let opset = default_opset(&proto)?;
         let gp = proto
             .graph
             .as_ref()
             .ok_or_else(|| invalid_model!("the model has no graph"))?;
+        // Name an op of another domain (ai.onnx.ml, training…) before requiring the
+        // default domain, which such models need not import.
+        if let Some(n) = gp
+            .node
+            .iter()
+            .find(|n| !matches!(n.domain.as_deref(), None | Some("") | Some("ai.onnx")))
+        {
+            let domain = n.domain.clone().unwrap_or_default();
+            let op_type = n.op_type.clone().unwrap_or_default();
+            let version = proto
+                .opset_import
+                .iter()
+                .find(|o| o.domain.as_deref() == Some(domain.as_str()))
+                .and_then(|o| o.version)
+                .unwrap_or(0);
+            return Err(Error::UnsupportedOp {
+                op: format!("{domain}.{op_type}"),
+                opset: version,
+            }
+            .in_node(&node_label(n), &op_type));
+        }
+        let opset = default_opset(&proto)?;
         if !proto.functions.is_empty() {
             let names: Vec<_> = proto
                 .functions
@@ -79,7 +100,7 @@ impl Model {
                 )));
             }
         }
-        let graph = import_graph(gp, opset, &source)?;
+        let (graph, _) = import_graph(gp, opset, &source, false)?;
         Ok(Model {
             graph,
             hash: hex(&Sha256::digest(bytes)),
@@ -107,7 +128,24 @@ fn default_opset(proto: &ModelProto) -> Result<i64> {
     Ok(v)
 }
 
-fn import_graph(gp: &GraphProto, opset: i64, source: &TensorSource) -> Result<Graph> {
+/// Imports a graph attribute. Names it reads without defining become values of its own
+/// (returned with their names) that the caller binds to values of the enclosing scope.
+pub(crate) fn import_subgraph(
+    gp: &GraphProto,
+    opset: i64,
+    source: &TensorSource,
+) -> Result<(Graph, Vec<(String, ValueId)>)> {
+    import_graph(gp, opset, source, true)
+}
+
+/// Imports `gp`; with `nested`, undefined names are captured from the enclosing scope
+/// instead of being errors, and graph inputs may leave their type out.
+fn import_graph(
+    gp: &GraphProto,
+    opset: i64,
+    source: &TensorSource,
+    nested: bool,
+) -> Result<(Graph, Vec<(String, ValueId)>)> {
     let mut g = Graph {
         name: gp.name.clone().unwrap_or_default(),
         opset,
@@ -139,6 +177,20 @@ fn import_graph(gp: &GraphProto, opset: i64, source: &TensorSource) -> Result<Gr
         ids.insert(name.to_string(), id);
         Ok(id)
     };
+    let mut captures: Vec<(String, ValueId)> = Vec::new();
+    // Runs once every name the graph defines is known, so a miss is an outer value.
+    let mut resolve = |g: &mut Graph, ids: &mut HashMap<String, ValueId>, name: &str| {
+        if let Some(&id) = ids.get(name) {
+            return Some(id);
+        }
+        if !nested {
+            return None;
+        }
+        let id = g.add_value(ValueInfo::named(name));
+        ids.insert(name.to_string(), id);
+        captures.push((name.to_string(), id));
+        Some(id)
+    };
 
     for t in &gp.initializer {
         let name = t.name.clone().unwrap_or_default();
@@ -159,7 +211,7 @@ fn import_graph(gp: &GraphProto, opset: i64, source: &TensorSource) -> Result<Gr
             continue;
         }
         let id = define(&mut g, &mut ids, &name, "a graph input")?;
-        if g.values[id.0].dtype.is_none() {
+        if g.values[id.0].dtype.is_none() && !nested {
             return Err(invalid_model!("graph input {name:?} has no tensor type"));
         }
         g.inputs.push(id);
@@ -189,9 +241,7 @@ fn import_graph(gp: &GraphProto, opset: i64, source: &TensorSource) -> Result<Gr
                 inputs.push(None);
                 continue;
             }
-            let id = ids
-                .get(i)
-                .copied()
+            let id = resolve(&mut g, &mut ids, i)
                 .ok_or_else(|| ctx(invalid_model!("input {i:?} is not defined in the graph")))?;
             inputs.push(Some(id));
         }
@@ -199,6 +249,7 @@ fn import_graph(gp: &GraphProto, opset: i64, source: &TensorSource) -> Result<Gr
             proto: np,
             opset,
             source,
+            captures: Default::default(),
         };
         if op_type == "Constant"
             && matches!(np.domain.as_deref(), None | Some("") | Some("ai.onnx"))
@@ -214,6 +265,15 @@ fn import_graph(gp: &GraphProto, opset: i64, source: &TensorSource) -> Result<Gr
             continue;
         }
         let op = Op::parse(&cx).map_err(ctx)?;
+        // Outer values the node's subgraphs read follow the op's own inputs.
+        for name in cx.captures.into_inner() {
+            let id = resolve(&mut g, &mut ids, &name).ok_or_else(|| {
+                ctx(invalid_model!(
+                    "a subgraph reads {name:?}, which is not defined in any enclosing graph"
+                ))
+            })?;
+            inputs.push(Some(id));
+        }
         g.nodes.push(Node {
             name: np.name.clone().unwrap_or_default(),
             op,
@@ -224,14 +284,12 @@ fn import_graph(gp: &GraphProto, opset: i64, source: &TensorSource) -> Result<Gr
 
     for vi in &gp.output {
         let name = vi.name.clone().unwrap_or_default();
-        let id = ids
-            .get(&name)
-            .copied()
+        let id = resolve(&mut g, &mut ids, &name)
             .ok_or_else(|| invalid_model!("graph output {name:?} is never produced"))?;
         g.outputs.push(id);
     }
     g.toposort()?;
-    Ok(g)
+    Ok((g, captures))
 }
 
 fn node_label(np: &NodeProto) -> String {

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crossover_core::{
     CompileOptions, Error, Executable, Graph, MemoryUsage, Result, RunOutput, StageTimings, Tensor,
+    ValueId,
 };
 
 use crate::kernels;
@@ -17,15 +18,20 @@ struct Step {
 
 pub struct CpuExecutable {
     graph: Arc<Graph>,
-    /// Constants by value index, so a run never looks them up in a map.
-    constants: Vec<Option<Tensor>>,
-    steps: Vec<Step>,
+    plan: Plan,
     pool: rayon::ThreadPool,
     weights: u64,
 }
 
-impl CpuExecutable {
-    pub fn new(graph: Arc<Graph>, options: &CompileOptions) -> Result<Self> {
+/// What a graph needs to run on the CPU: its constants by value index, so a run never
+/// looks them up in a map, and the order of steps with the values each one frees.
+pub(crate) struct Plan {
+    constants: Vec<Option<Tensor>>,
+    steps: Vec<Step>,
+}
+
+impl Plan {
+    pub(crate) fn new(graph: &Graph) -> Result<Plan> {
         let n = graph.values.len();
         let mut constants = vec![None; n];
         for (id, t) in &graph.constants {
@@ -37,7 +43,7 @@ impl CpuExecutable {
                     op: node.op.name().into(),
                     opset: graph.opset,
                 }
-                .in_node(node.label(&graph), node.op.name()));
+                .in_node(node.label(graph), node.op.name()));
             }
         }
         let mut last_use = vec![None; n];
@@ -58,34 +64,30 @@ impl CpuExecutable {
                 steps[*i].frees.push(v);
             }
         }
-        let mut builder =
-            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("crossover-cpu-{i}"));
-        if let Some(t) = options.threads {
-            builder = builder.num_threads(t);
-        }
-        let pool = builder.build().map_err(|e| Error::Device {
-            device: "cpu".into(),
-            message: e.to_string(),
-        })?;
-        let weights = graph.constants.values().map(|t| t.nbytes() as u64).sum();
-        Ok(CpuExecutable {
-            graph,
-            constants,
-            steps,
-            pool,
-            weights,
-        })
+        Ok(Plan { constants, steps })
     }
 
-    fn execute(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, u64)> {
-        let g = &*self.graph;
+    /// Runs `g` (the graph this plan was made for) with its inputs and any other values
+    /// bound beforehand (a subgraph's captures); returns the outputs and peak bytes.
+    pub(crate) fn execute(
+        &self,
+        g: &Graph,
+        inputs: &[Tensor],
+        bound: &[(ValueId, Tensor)],
+    ) -> Result<(Vec<Tensor>, u64)> {
         let mut slots: Vec<Option<Tensor>> = vec![None; g.values.len()];
         let mut live: u64 = 0;
         let mut peak: u64 = 0;
-        for (id, t) in g.inputs.iter().zip(inputs) {
+        for (id, t) in g
+            .inputs
+            .iter()
+            .zip(inputs)
+            .chain(bound.iter().map(|(i, t)| (i, t)))
+        {
             live += t.nbytes() as u64;
             slots[id.0] = Some(t.clone());
         }
+
         for step in &self.steps {
             let node = &g.nodes[step.node];
             let outputs = {
@@ -131,7 +133,7 @@ impl CpuExecutable {
             .iter()
             .map(|id| {
                 slots[id.0]
-                    .take()
+                    .clone()
                     .or_else(|| self.constants[id.0].clone())
                     .ok_or_else(|| {
                         Error::InvalidModel(format!(
@@ -145,11 +147,46 @@ impl CpuExecutable {
     }
 }
 
+/// Runs a graph on host tensors in the calling thread (or its rayon pool), with extra
+/// values bound by id: how control-flow kernels run their subgraphs.
+pub(crate) fn run_graph(
+    plan: &Plan,
+    graph: &Graph,
+    inputs: &[Tensor],
+    bound: &[(ValueId, Tensor)],
+) -> Result<Vec<Tensor>> {
+    Ok(plan.execute(graph, inputs, bound)?.0)
+}
+
+impl CpuExecutable {
+    pub fn new(graph: Arc<Graph>, options: &CompileOptions) -> Result<Self> {
+        let plan = Plan::new(&graph)?;
+        let mut builder =
+            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("crossover-cpu-{i}"));
+        if let Some(t) = options.threads {
+            builder = builder.num_threads(t);
+        }
+        let pool = builder.build().map_err(|e| Error::Device {
+            device: "cpu".into(),
+            message: e.to_string(),
+        })?;
+        let weights = graph.constants.values().map(|t| t.nbytes() as u64).sum();
+        Ok(CpuExecutable {
+            graph,
+            plan,
+            pool,
+            weights,
+        })
+    }
+}
+
 impl Executable for CpuExecutable {
     fn run(&self, inputs: &[Tensor]) -> Result<RunOutput> {
         self.graph.check_inputs(inputs)?;
         let start = Instant::now();
-        let (outputs, peak) = self.pool.install(|| self.execute(inputs))?;
+        let (outputs, peak) = self
+            .pool
+            .install(|| self.plan.execute(&self.graph, inputs, &[]))?;
         let timings = StageTimings {
             compute: start.elapsed(),
             ..Default::default()

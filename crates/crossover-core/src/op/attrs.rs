@@ -1,5 +1,9 @@
 //! Reading a node's attributes with the checks and defaults ONNX specifies.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::graph::{Capture, Subgraph};
 use crate::onnx::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 use crate::proto::TensorSource;
 use crate::{invalid_model, DType, Error, Result, Tensor};
@@ -10,6 +14,9 @@ pub struct NodeCtx<'a> {
     /// Version of the default domain the model imports.
     pub opset: i64,
     pub(crate) source: &'a TensorSource,
+    /// Outer names read by the subgraphs imported so far, in the order they become the
+    /// node's extra inputs.
+    pub(crate) captures: RefCell<Vec<String>>,
 }
 
 impl<'a> NodeCtx<'a> {
@@ -131,6 +138,35 @@ impl<'a> NodeCtx<'a> {
                 Ok(Some(self.source.tensor(t)?))
             }
         }
+    }
+
+    /// A graph attribute (If's branches, Loop's and Scan's body), imported with the
+    /// model's opset. Outer values it reads are appended to the node's inputs after its
+    /// own, once each even when several subgraphs read them.
+    pub fn subgraph(&self, name: &str) -> Result<Option<Arc<Subgraph>>> {
+        let Some(a) = self.typed(name, AttributeType::Graph, "a graph")? else {
+            return Ok(None);
+        };
+        let gp = a.g.as_ref().ok_or_else(|| self.wrong(name, "a graph"))?;
+        let (graph, names) = crate::import::import_subgraph(gp, self.opset, self.source)?;
+        let mut known = self.captures.borrow_mut();
+        let captures = names
+            .into_iter()
+            .map(|(outer, inner)| {
+                let pos = match known.iter().position(|n| *n == outer) {
+                    Some(p) => p,
+                    None => {
+                        known.push(outer);
+                        known.len() - 1
+                    }
+                };
+                Capture {
+                    inner,
+                    input: self.num_inputs() + pos,
+                }
+            })
+            .collect();
+        Ok(Some(Arc::new(Subgraph { graph, captures })))
     }
 
     /// An attribute holding an ONNX data type code (Cast's `to`, EyeLike's `dtype`…).

@@ -4,6 +4,7 @@
 //! Variant names are the ONNX op types, so `name()` needs no table kept in sync.
 
 mod attrs;
+pub mod control;
 pub mod conv;
 pub mod elementwise;
 pub mod layout;
@@ -11,8 +12,10 @@ pub mod linalg;
 pub mod nn;
 pub mod reduce;
 pub mod signal;
+pub mod rnn;
 
 pub use attrs::NodeCtx;
+pub use control::ControlOp;
 pub use conv::ConvOp;
 pub use elementwise::ElementwiseOp;
 pub use layout::LayoutOp;
@@ -20,6 +23,7 @@ pub use linalg::LinalgOp;
 pub use nn::NnOp;
 pub use reduce::ReduceOp;
 pub use signal::SignalOp;
+pub use rnn::RnnOp;
 
 use crate::{Error, Result};
 
@@ -32,6 +36,8 @@ pub enum Op {
     Layout(LayoutOp),
     Reduce(ReduceOp),
     Signal(SignalOp),
+    Control(ControlOp),
+    Rnn(RnnOp),
 }
 
 impl Op {
@@ -45,6 +51,8 @@ impl Op {
             Op::Layout(o) => o.into(),
             Op::Reduce(o) => o.into(),
             Op::Signal(o) => o.into(),
+            Op::Control(o) => o.into(),
+            Op::Rnn(o) => o.into(),
         }
     }
 
@@ -63,7 +71,9 @@ impl Op {
             .or_else(|| NnOp::parse(cx).map(|r| r.map(Op::Nn)))
             .or_else(|| LayoutOp::parse(cx).map(|r| r.map(Op::Layout)))
             .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)))
-            .or_else(|| SignalOp::parse(cx).map(|r| r.map(Op::Signal)));
+            .or_else(|| SignalOp::parse(cx).map(|r| r.map(Op::Signal)))
+            .or_else(|| ControlOp::parse(cx).map(|r| r.map(Op::Control)))
+            .or_else(|| RnnOp::parse(cx).map(|r| r.map(Op::Rnn)));
         parsed.unwrap_or_else(|| {
             Err(Error::UnsupportedOp {
                 op: cx.op_type().to_string(),

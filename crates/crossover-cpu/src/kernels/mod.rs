@@ -4,6 +4,7 @@
 //! `None`) and returns its outputs; it never panics on bad input.
 
 pub mod broadcast;
+mod control;
 mod conv;
 mod elementwise;
 mod layout;
@@ -11,6 +12,7 @@ mod linalg;
 mod nn;
 mod reduce;
 mod signal;
+mod rnn;
 pub mod util;
 
 use crossover_core::{Op, Result, Tensor};
@@ -34,5 +36,7 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Op::Layout(o) => layout::eval(o, &inputs),
         Op::Reduce(o) => reduce::eval(o, &inputs),
         Op::Signal(o) => signal::eval(o, &inputs),
+        Op::Control(o) => control::eval(o, &inputs),
+        Op::Rnn(o) => rnn::eval(o, &inputs),
     }
 }

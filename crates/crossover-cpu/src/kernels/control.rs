@@ -1,0 +1,255 @@
+//! Control-flow kernels: each runs its subgraphs with the CPU executor.
+
+use crossover_core::graph::Subgraph;
+use crossover_core::op::ControlOp;
+use crossover_core::{invalid, DType, Element, Error, Result, Tensor, ValueId};
+use half::{bf16, f16};
+use ndarray::{ArrayViewD, Axis};
+
+use super::util::norm_axis;
+use super::Inputs;
+use crate::executor::{run_graph, Plan};
+
+/// Calls the generic `$f::<T>(args)` for the element type `$d`.
+macro_rules! by_dtype {
+    ($d:expr, $f:ident ( $($a:expr),* )) => {
+        match $d {
+            DType::F32 => $f::<f32>($($a),*),
+            DType::F64 => $f::<f64>($($a),*),
+            DType::F16 => $f::<f16>($($a),*),
+            DType::BF16 => $f::<bf16>($($a),*),
+            DType::I8 => $f::<i8>($($a),*),
+            DType::I16 => $f::<i16>($($a),*),
+            DType::I32 => $f::<i32>($($a),*),
+            DType::I64 => $f::<i64>($($a),*),
+            DType::U8 => $f::<u8>($($a),*),
+            DType::U16 => $f::<u16>($($a),*),
+            DType::U32 => $f::<u32>($($a),*),
+            DType::U64 => $f::<u64>($($a),*),
+            DType::Bool => $f::<bool>($($a),*),
+            DType::String => $f::<String>($($a),*),
+        }
+    };
+}
+
+pub fn eval(op: &ControlOp, x: &Inputs) -> Result<Vec<Tensor>> {
+    match op {
+        ControlOp::If {
+            then_branch,
+            else_branch,
+        } => {
+            let branch = if truth(x.get(0)?, "If's condition")? {
+                then_branch
+            } else {
+                else_branch
+            };
+            let plan = Plan::new(&branch.graph)?;
+            run_graph(&plan, &branch.graph, &[], &bind(branch, x)?)
+        }
+        ControlOp::Loop { body } => eval_loop(body, x),
+        ControlOp::Scan {
+            body,
+            num_scan_inputs,
+            scan_input_axes,
+            scan_input_reverse,
+            scan_output_axes,
+            scan_output_reverse,
+        } => eval_scan(
+            body,
+            x,
+            *num_scan_inputs,
+            scan_input_axes,
+            scan_input_reverse,
+            scan_output_axes,
+            scan_output_reverse,
+        ),
+    }
+}
+
+/// The subgraph's captures, taken from the node's trailing inputs.
+fn bind(sub: &Subgraph, x: &Inputs) -> Result<Vec<(ValueId, Tensor)>> {
+    sub.captures
+        .iter()
+        .map(|c| {
+            let t = x
+                .opt(c.input)
+                .ok_or_else(|| invalid!("captured value (input {}) is missing", c.input))?;
+            Ok((c.inner, t.clone()))
+        })
+        .collect()
+}
+
+/// A boolean condition held in a one-element tensor.
+fn truth(t: &Tensor, what: &str) -> Result<bool> {
+    if t.len() != 1 {
+        return Err(invalid!(
+            "{what} must hold one element, got shape {:?}",
+            t.shape()
+        ));
+    }
+    Ok(match t {
+        Tensor::Bool(a) => a.iter().next().copied().unwrap_or(false),
+        other => other.to_f64_vec()?.first().is_some_and(|&v| v != 0.0),
+    })
+}
+
+fn eval_loop(body: &Subgraph, x: &Inputs) -> Result<Vec<Tensor>> {
+    let g = &body.graph;
+    let n_carried = g.inputs.len().saturating_sub(2);
+    let n_scan = g
+        .outputs
+        .len()
+        .checked_sub(1 + n_carried)
+        .ok_or_else(|| invalid!("Loop's body returns fewer values than it carries"))?;
+    let max_trips = match x.opt(0) {
+        Some(m) => {
+            let v = m.to_i64_vec()?;
+            match v.as_slice() {
+                [m] => Some(*m),
+                _ => return Err(invalid!("Loop's M must be a scalar, got {:?}", m.shape())),
+            }
+        }
+        None => None,
+    };
+    let mut cond = match x.opt(1) {
+        Some(c) => truth(c, "Loop's condition")?,
+        None => true,
+    };
+    let mut carried: Vec<Tensor> = (0..n_carried)
+        .map(|i| x.get(2 + i).cloned())
+        .collect::<Result<_>>()?;
+    let bound = bind(body, x)?;
+    let plan = Plan::new(g)?;
+    let mut scans: Vec<Vec<Tensor>> = vec![Vec::new(); n_scan];
+    let mut i: i64 = 0;
+    let mut args = Vec::with_capacity(g.inputs.len());
+    while cond && max_trips.is_none_or(|m| i < m) {
+        args.clear();
+        args.push(Tensor::scalar(i));
+        args.push(Tensor::scalar(cond));
+        args.append(&mut carried);
+        let mut outs = run_graph(&plan, g, &args, &bound)?.into_iter();
+        cond = truth(
+            &outs
+                .next()
+                .ok_or_else(|| invalid!("Loop's body returned nothing"))?,
+            "Loop's body condition",
+        )?;
+        carried.extend(outs.by_ref().take(n_carried));
+        for (s, t) in scans.iter_mut().zip(outs) {
+            s.push(t);
+        }
+        i += 1;
+    }
+    let mut result = carried;
+    for (k, parts) in scans.into_iter().enumerate() {
+        result.push(if parts.is_empty() {
+            empty_scan_output(body, 1 + n_carried + k)?
+        } else {
+            stack(&parts, 0, false)?
+        });
+    }
+    Ok(result)
+}
+
+/// A scan output of a loop that never ran: zero rows of the declared element shape.
+fn empty_scan_output(body: &Subgraph, output: usize) -> Result<Tensor> {
+    let info = body.graph.value(body.graph.outputs[output]);
+    let mut shape = vec![0];
+    shape.extend(info.static_shape().unwrap_or_default());
+    Tensor::zeros(info.dtype.unwrap_or(DType::F32), &shape)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_scan(
+    body: &Subgraph,
+    x: &Inputs,
+    m: usize,
+    in_axes: &[i64],
+    in_reverse: &[bool],
+    out_axes: &[i64],
+    out_reverse: &[bool],
+) -> Result<Vec<Tensor>> {
+    let g = &body.graph;
+    let n_state = g.inputs.len() - m;
+    let n_scan_out = g.outputs.len() - n_state;
+    let mut state: Vec<Tensor> = (0..n_state)
+        .map(|i| x.get(i).cloned())
+        .collect::<Result<_>>()?;
+    let mut scan_in = Vec::with_capacity(m);
+    let mut len = None;
+    for j in 0..m {
+        let t = x.get(n_state + j)?;
+        let axis = norm_axis(in_axes[j], t.rank())?;
+        let n = t.shape()[axis];
+        if *len.get_or_insert(n) != n {
+            return Err(invalid!(
+                "Scan's inputs disagree on the sequence length ({} and {n})",
+                len.unwrap_or(0)
+            ));
+        }
+        scan_in.push((t, axis));
+    }
+    let len = len.unwrap_or(0);
+    let bound = bind(body, x)?;
+    let plan = Plan::new(g)?;
+    let mut scans: Vec<Vec<Tensor>> = vec![Vec::with_capacity(len); n_scan_out];
+    let mut args = Vec::with_capacity(g.inputs.len());
+    for t in 0..len {
+        args.clear();
+        args.append(&mut state);
+        for (j, (input, axis)) in scan_in.iter().enumerate() {
+            let at = if in_reverse[j] { len - 1 - t } else { t };
+            args.push(by_dtype!(input.dtype(), index_axis(input, *axis, at))?);
+        }
+        let mut outs = run_graph(&plan, g, &args, &bound)?.into_iter();
+        state.extend(outs.by_ref().take(n_state));
+        for (s, o) in scans.iter_mut().zip(outs) {
+            s.push(o);
+        }
+    }
+    let mut result = state;
+    for (k, parts) in scans.into_iter().enumerate() {
+        if parts.is_empty() {
+            result.push(empty_scan_output(body, n_state + k)?);
+            continue;
+        }
+        let axis = norm_axis(out_axes[k], parts[0].rank() + 1)?;
+        result.push(stack(&parts, axis, out_reverse[k])?);
+    }
+    Ok(result)
+}
+
+fn index_axis<T: Element>(t: &Tensor, axis: usize, i: usize) -> Result<Tensor> {
+    Ok(Tensor::from(
+        t.view::<T>()?.index_axis(Axis(axis), i).to_owned(),
+    ))
+}
+
+/// Joins equally shaped tensors along a new axis, optionally in reverse order.
+fn stack(parts: &[Tensor], axis: usize, reverse: bool) -> Result<Tensor> {
+    let first = parts.first().ok_or_else(|| invalid!("nothing to stack"))?;
+    for p in parts {
+        if p.dtype() != first.dtype() || p.shape() != first.shape() {
+            return Err(Error::ShapeMismatch(format!(
+                "iterations produced scan outputs of different types or shapes: {} {:?} and {} {:?}",
+                first.dtype(),
+                first.shape(),
+                p.dtype(),
+                p.shape()
+            )));
+        }
+    }
+    by_dtype!(first.dtype(), stack_t(parts, axis, reverse))
+}
+
+fn stack_t<T: Element>(parts: &[Tensor], axis: usize, reverse: bool) -> Result<Tensor> {
+    let mut views: Vec<ArrayViewD<T>> =
+        parts.iter().map(|p| p.view::<T>()).collect::<Result<_>>()?;
+    if reverse {
+        views.reverse();
+    }
+    ndarray::stack(Axis(axis), &views)
+        .map(Tensor::from)
+        .map_err(|e| Error::ShapeMismatch(e.to_string()))
+}
