@@ -262,19 +262,12 @@ impl ElementwiseOp {
                     "BitShift direction must be LEFT or RIGHT, got {other:?}"
                 )),
             })(),
+            // Before opset 11 the bounds are attributes; after, inputs 1 and 2.
             "Clip" => (|| {
-                // Before opset 11 the bounds are attributes, defaulting to the f32 range.
-                if cx.opset < 11 {
-                    Ok(E::Clip {
-                        min: Some(f("min", f32::MIN)?),
-                        max: Some(f("max", f32::MAX)?),
-                    })
-                } else {
-                    Ok(E::Clip {
-                        min: None,
-                        max: None,
-                    })
-                }
+                Ok(E::Clip {
+                    min: cx.float("min")?,
+                    max: cx.float("max")?,
+                })
             })(),
             "Cast" => (|| {
                 Ok(E::Cast {

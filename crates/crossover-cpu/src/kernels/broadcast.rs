@@ -76,6 +76,17 @@ where
                 .expect("length equals the element count"));
         }
     }
+    // One side a single element: a flat map over the other side's slice.
+    if b.len() == 1 && b.ndim() <= a.ndim() {
+        if let (Some(x), Some(q)) = (a.as_slice(), b.iter().next()) {
+            return Ok(flat(a.shape(), x, |p| f(p, q)));
+        }
+    }
+    if a.len() == 1 && a.ndim() <= b.ndim() {
+        if let (Some(y), Some(p)) = (b.as_slice(), a.iter().next()) {
+            return Ok(flat(b.shape(), y, |q| f(p, q)));
+        }
+    }
     let shape = broadcast_shapes(a.shape(), b.shape())?;
     let av = view_as(&a, &shape)?;
     let bv = view_as(&b, &shape)?;
@@ -87,6 +98,20 @@ where
     })
 }
 
+/// `f` over a contiguous slice, parallel when long, shaped as `shape`.
+fn flat<A: Sync, O: Send>(
+    shape: &[usize],
+    x: &[A],
+    f: impl Fn(&A) -> O + Sync + Send,
+) -> ArrayD<O> {
+    let v: Vec<O> = if x.len() >= PARALLEL_MIN {
+        x.par_iter().map(f).collect()
+    } else {
+        x.iter().map(f).collect()
+    };
+    ArrayD::from_shape_vec(IxDyn(shape), v).expect("length equals the element count")
+}
+
 /// `f(a)` elementwise; parallel for large inputs.
 pub fn unary<A, O, F>(a: ArrayViewD<A>, f: F) -> ArrayD<O>
 where
@@ -95,13 +120,7 @@ where
     F: Fn(&A) -> O + Sync + Send,
 {
     if let Some(x) = a.as_slice() {
-        let v: Vec<O> = if x.len() >= PARALLEL_MIN {
-            x.par_iter().map(&f).collect()
-        } else {
-            x.iter().map(&f).collect()
-        };
-        return ArrayD::from_shape_vec(IxDyn(a.shape()), v)
-            .expect("length equals the element count");
+        return flat(a.shape(), x, f);
     }
     let z = Zip::from(&a);
     if a.len() >= PARALLEL_MIN {

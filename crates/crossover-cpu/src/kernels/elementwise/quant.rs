@@ -68,6 +68,12 @@ fn spread<T: Clone>(p: ArrayViewD<T>, shape: &[usize], axis: i64, block: i64) ->
             .into_shape_with_order(IxDyn(&[]))
             .map_err(|e| invalid!("{e}"))?);
     }
+    if shape.is_empty() {
+        return Err(invalid!(
+            "a scalar takes a one-element scale, got shape {:?}",
+            p.shape()
+        ));
+    }
     let ax = norm_axis(axis, shape.len())?;
     if block <= 0 {
         if p.ndim() != 1 || p.len() != shape[ax] {
