@@ -558,6 +558,9 @@ mod tests {
             }
         }
         assert!(conv::<f64>(x.view(), w.view(), None, &attrs(None, 2)).is_err());
-        assert!(conv::<f64>(x.view(), x.view(), None, &attrs(None, 1)).is_err());
+        let w1 = w.slice(ndarray::s![.., ..1, .., ..]).into_dyn();
+        assert!(conv::<f64>(x.view(), w1, None, &attrs(None, 1)).is_err());
+        let big = ArrayD::<f64>::zeros(IxDyn(&[1, 2, 5, 5]));
+        assert!(conv::<f64>(x.view(), big.view(), None, &attrs(None, 1)).is_err());
     }
 }

@@ -424,47 +424,57 @@ fn max_unpool(
         }
         shape.push(v as usize);
     }
-    if let Some(os) = x.opt(2) {
-        let os = os.to_i64_vec()?;
-        if os.len() != shape.len() {
-            return Err(invalid!("MaxUnpool output_shape {os:?} has the wrong rank"));
+    // Indices address the inferred shape; an explicit output_shape pads it with zeros.
+    let target = match x.opt(2) {
+        Some(os) => {
+            let os = os.to_i64_vec()?;
+            if os.len() != shape.len() {
+                return Err(invalid!("MaxUnpool output_shape {os:?} has the wrong rank"));
+            }
+            axis_list(Some(&os), os.len(), 0, "output_shape", 0)?
         }
-        shape = axis_list(Some(&os), os.len(), 0, "output_shape", 0)?;
-    }
+        None => shape.clone(),
+    };
+    checked_numel(&target, t.dtype())?;
     let total = checked_numel(&shape, t.dtype())?;
     let idx = ind.to_i64_vec()?;
-    let mut out = Tensor::zeros(t.dtype(), &shape)?;
-    macro_rules! scatter {
-        ($src:expr, $dst:expr) => {{
-            let dst = $dst.as_slice_mut().expect("fresh");
-            for (v, &i) in $src.iter().zip(&idx) {
-                let i = usize::try_from(i)
-                    .ok()
-                    .filter(|&i| i < total)
-                    .ok_or_else(|| invalid!("MaxUnpool index {i} is out of range for {shape:?}"))?;
-                dst[i] = *v;
-            }
-        }};
+    fn run<T: crossover_core::tensor::Element + Copy + num_traits::Zero>(
+        x: ArrayViewD<T>,
+        idx: &[i64],
+        shape: &[usize],
+        target: &[usize],
+        total: usize,
+    ) -> Result<ArrayD<T>> {
+        let mut y = ArrayD::<T>::zeros(IxDyn(shape));
+        let dst = y.as_slice_mut().expect("fresh");
+        for (v, &i) in x.iter().zip(idx) {
+            let at = usize::try_from(i)
+                .ok()
+                .filter(|&i| i < total)
+                .ok_or_else(|| invalid!("MaxUnpool index {i} is out of range for {shape:?}"))?;
+            dst[at] = *v;
+        }
+        if shape == target {
+            return Ok(y);
+        }
+        let mut out = ArrayD::<T>::zeros(IxDyn(target));
+        let common = |a: &mut ndarray::ArrayViewMut<T, IxDyn>| {
+            a.slice_each_axis_inplace(|ax| {
+                ndarray::Slice::from(0..shape[ax.axis.index()].min(target[ax.axis.index()]))
+            })
+        };
+        let mut dst = out.view_mut();
+        common(&mut dst);
+        let mut src = y.view_mut();
+        common(&mut src);
+        dst.assign(&src);
+        Ok(out)
     }
-    fn own<T: crossover_core::tensor::Element>(o: Tensor) -> Result<ArrayD<T>> {
-        Ok(o.into_arc::<T>()?.into_owned())
-    }
-    out = match t {
-        Tensor::F32(a) => {
-            let mut y = own::<f32>(out)?;
-            scatter!(a, y);
-            y.into()
-        }
-        Tensor::F64(a) => {
-            let mut y = own::<f64>(out)?;
-            scatter!(a, y);
-            y.into()
-        }
-        Tensor::F16(a) => {
-            let mut y = own::<f16>(out)?;
-            scatter!(a, y);
-            y.into()
-        }
+    let out = match t {
+        Tensor::F32(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        Tensor::F64(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        Tensor::F16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        Tensor::BF16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
         other => {
             return Err(Error::Unsupported(format!(
                 "MaxUnpool on {} tensors",
