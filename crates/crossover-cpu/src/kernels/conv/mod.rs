@@ -126,7 +126,7 @@ fn conv<T: Real>(
     let img = geo.image_size();
     let tasks = n * g;
     let gl = *geo.grid.last().expect("spatial axis");
-    let lines = if gl == 0 { 0 } else { p / gl };
+    let lines = p.checked_div(gl).unwrap_or(0);
     let per_tile = (TILE / (k * gl).max(1)).clamp(1, lines.max(1));
     let run = |(t, out): (usize, &mut [T])| -> Result<()> {
         let (ni, gi) = (t / g, t % g);
@@ -426,7 +426,7 @@ fn conv_transpose<T: Real>(
         if let Some(b) = &b {
             for (r, plane) in yo.chunks_mut(pout).enumerate() {
                 let bv = b[[gi * mg + r]];
-                plane.iter_mut().for_each(|v| *v = *v + bv);
+                plane.iter_mut().for_each(|v| *v += bv);
             }
         }
         Ok(())

@@ -484,3 +484,45 @@ fn max_unpool(
     };
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossover_core::op::conv::{AutoPad, Window};
+
+    fn pool(kernel: Vec<i64>, pads: Option<Vec<i64>>) -> PoolAttrs {
+        PoolAttrs {
+            window: Window {
+                auto_pad: AutoPad::NotSet,
+                kernel_shape: Some(kernel),
+                pads,
+                ..Default::default()
+            },
+            ceil_mode: false,
+        }
+    }
+
+    #[test]
+    fn max_pool_indices_and_average_padding() {
+        let t = Tensor::from_vec(&[1, 1, 2, 2], vec![1.0f32, 4.0, 3.0, 2.0]).unwrap();
+        let out = max_pool(&t, &pool(vec![2, 2], None), true).unwrap();
+        assert_eq!(out[0].to_f64_vec().unwrap(), vec![4.0]);
+        // Column-major: (h=0, w=1) is 0 + 1*2.
+        assert_eq!(out[1].to_i64_vec().unwrap(), vec![2]);
+        let p = pool(vec![2, 2], Some(vec![1, 1, 0, 0]));
+        let excl = float_pool(&t, &p, Reduce::Mean(false)).unwrap();
+        let incl = float_pool(&t, &p, Reduce::Mean(true)).unwrap();
+        assert_eq!(excl.to_f64_vec().unwrap()[0], 1.0);
+        assert_eq!(incl.to_f64_vec().unwrap()[0], 0.25);
+        assert!(max_pool(&Tensor::from_vec(&[4], vec![0.0f32; 4]).unwrap(), &p, false).is_err());
+        assert!(float_pool(&t, &pool(vec![3, 3], None), Reduce::Mean(false)).is_err());
+    }
+
+    #[test]
+    fn max_unpool_rejects_bad_indices() {
+        let x = Tensor::from_vec(&[1, 1, 1, 1], vec![5.0f32]).unwrap();
+        let i = Tensor::from_vec(&[1, 1, 1, 1], vec![9i64]).unwrap();
+        let args = [Some(&x), Some(&i)];
+        assert!(max_unpool(&Inputs(&args), &[2, 2], &None, &None).is_err());
+    }
+}
