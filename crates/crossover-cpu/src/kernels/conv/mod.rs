@@ -126,7 +126,7 @@ fn conv<T: Real>(
     let img = geo.image_size();
     let tasks = n * g;
     let gl = *geo.grid.last().expect("spatial axis");
-    let lines = if gl == 0 { 0 } else { p / gl };
+    let lines = p.checked_div(gl).unwrap_or(0);
     let per_tile = (TILE / (k * gl).max(1)).clamp(1, lines.max(1));
     let run = |(t, out): (usize, &mut [T])| -> Result<()> {
         let (ni, gi) = (t / g, t % g);
@@ -426,7 +426,7 @@ fn conv_transpose<T: Real>(
         if let Some(b) = &b {
             for (r, plane) in yo.chunks_mut(pout).enumerate() {
                 let bv = b[[gi * mg + r]];
-                plane.iter_mut().for_each(|v| *v = *v + bv);
+                plane.iter_mut().for_each(|v| *v += bv);
             }
         }
         Ok(())
@@ -558,6 +558,9 @@ mod tests {
             }
         }
         assert!(conv::<f64>(x.view(), w.view(), None, &attrs(None, 2)).is_err());
-        assert!(conv::<f64>(x.view(), x.view(), None, &attrs(None, 1)).is_err());
+        let w1 = w.slice(ndarray::s![.., ..1, .., ..]).into_dyn();
+        assert!(conv::<f64>(x.view(), w1, None, &attrs(None, 1)).is_err());
+        let big = ArrayD::<f64>::zeros(IxDyn(&[1, 2, 5, 5]));
+        assert!(conv::<f64>(x.view(), big.view(), None, &attrs(None, 1)).is_err());
     }
 }

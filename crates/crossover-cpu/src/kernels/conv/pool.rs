@@ -424,47 +424,57 @@ fn max_unpool(
         }
         shape.push(v as usize);
     }
-    if let Some(os) = x.opt(2) {
-        let os = os.to_i64_vec()?;
-        if os.len() != shape.len() {
-            return Err(invalid!("MaxUnpool output_shape {os:?} has the wrong rank"));
+    // Indices address the inferred shape; an explicit output_shape pads it with zeros.
+    let target = match x.opt(2) {
+        Some(os) => {
+            let os = os.to_i64_vec()?;
+            if os.len() != shape.len() {
+                return Err(invalid!("MaxUnpool output_shape {os:?} has the wrong rank"));
+            }
+            axis_list(Some(&os), os.len(), 0, "output_shape", 0)?
         }
-        shape = axis_list(Some(&os), os.len(), 0, "output_shape", 0)?;
-    }
+        None => shape.clone(),
+    };
+    checked_numel(&target, t.dtype())?;
     let total = checked_numel(&shape, t.dtype())?;
     let idx = ind.to_i64_vec()?;
-    let mut out = Tensor::zeros(t.dtype(), &shape)?;
-    macro_rules! scatter {
-        ($src:expr, $dst:expr) => {{
-            let dst = $dst.as_slice_mut().expect("fresh");
-            for (v, &i) in $src.iter().zip(&idx) {
-                let i = usize::try_from(i)
-                    .ok()
-                    .filter(|&i| i < total)
-                    .ok_or_else(|| invalid!("MaxUnpool index {i} is out of range for {shape:?}"))?;
-                dst[i] = *v;
-            }
-        }};
+    fn run<T: crossover_core::tensor::Element + Copy + num_traits::Zero>(
+        x: ArrayViewD<T>,
+        idx: &[i64],
+        shape: &[usize],
+        target: &[usize],
+        total: usize,
+    ) -> Result<ArrayD<T>> {
+        let mut y = ArrayD::<T>::zeros(IxDyn(shape));
+        let dst = y.as_slice_mut().expect("fresh");
+        for (v, &i) in x.iter().zip(idx) {
+            let at = usize::try_from(i)
+                .ok()
+                .filter(|&i| i < total)
+                .ok_or_else(|| invalid!("MaxUnpool index {i} is out of range for {shape:?}"))?;
+            dst[at] = *v;
+        }
+        if shape == target {
+            return Ok(y);
+        }
+        let mut out = ArrayD::<T>::zeros(IxDyn(target));
+        let common = |a: &mut ndarray::ArrayViewMut<T, IxDyn>| {
+            a.slice_each_axis_inplace(|ax| {
+                ndarray::Slice::from(0..shape[ax.axis.index()].min(target[ax.axis.index()]))
+            })
+        };
+        let mut dst = out.view_mut();
+        common(&mut dst);
+        let mut src = y.view_mut();
+        common(&mut src);
+        dst.assign(&src);
+        Ok(out)
     }
-    fn own<T: crossover_core::tensor::Element>(o: Tensor) -> Result<ArrayD<T>> {
-        Ok(o.into_arc::<T>()?.into_owned())
-    }
-    out = match t {
-        Tensor::F32(a) => {
-            let mut y = own::<f32>(out)?;
-            scatter!(a, y);
-            y.into()
-        }
-        Tensor::F64(a) => {
-            let mut y = own::<f64>(out)?;
-            scatter!(a, y);
-            y.into()
-        }
-        Tensor::F16(a) => {
-            let mut y = own::<f16>(out)?;
-            scatter!(a, y);
-            y.into()
-        }
+    let out = match t {
+        Tensor::F32(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        Tensor::F64(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        Tensor::F16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        Tensor::BF16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
         other => {
             return Err(Error::Unsupported(format!(
                 "MaxUnpool on {} tensors",
@@ -473,4 +483,46 @@ fn max_unpool(
         }
     };
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossover_core::op::conv::{AutoPad, Window};
+
+    fn pool(kernel: Vec<i64>, pads: Option<Vec<i64>>) -> PoolAttrs {
+        PoolAttrs {
+            window: Window {
+                auto_pad: AutoPad::NotSet,
+                kernel_shape: Some(kernel),
+                pads,
+                ..Default::default()
+            },
+            ceil_mode: false,
+        }
+    }
+
+    #[test]
+    fn max_pool_indices_and_average_padding() {
+        let t = Tensor::from_vec(&[1, 1, 2, 2], vec![1.0f32, 4.0, 3.0, 2.0]).unwrap();
+        let out = max_pool(&t, &pool(vec![2, 2], None), true).unwrap();
+        assert_eq!(out[0].to_f64_vec().unwrap(), vec![4.0]);
+        // Column-major: (h=0, w=1) is 0 + 1*2.
+        assert_eq!(out[1].to_i64_vec().unwrap(), vec![2]);
+        let p = pool(vec![2, 2], Some(vec![1, 1, 0, 0]));
+        let excl = float_pool(&t, &p, Reduce::Mean(false)).unwrap();
+        let incl = float_pool(&t, &p, Reduce::Mean(true)).unwrap();
+        assert_eq!(excl.to_f64_vec().unwrap()[0], 1.0);
+        assert_eq!(incl.to_f64_vec().unwrap()[0], 0.25);
+        assert!(max_pool(&Tensor::from_vec(&[4], vec![0.0f32; 4]).unwrap(), &p, false).is_err());
+        assert!(float_pool(&t, &pool(vec![3, 3], None), Reduce::Mean(false)).is_err());
+    }
+
+    #[test]
+    fn max_unpool_rejects_bad_indices() {
+        let x = Tensor::from_vec(&[1, 1, 1, 1], vec![5.0f32]).unwrap();
+        let i = Tensor::from_vec(&[1, 1, 1, 1], vec![9i64]).unwrap();
+        let args = [Some(&x), Some(&i)];
+        assert!(max_unpool(&Inputs(&args), &[2, 2], &None, &None).is_err());
+    }
 }

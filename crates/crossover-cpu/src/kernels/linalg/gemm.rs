@@ -2,7 +2,7 @@
 //! numeric types through a blocked loop; and numpy's batched `matmul` on top of either.
 
 use crossover_core::{invalid, Result};
-use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix2, IxDyn};
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix2, IxDyn};
 use num_traits::{WrappingAdd, WrappingMul, Zero};
 use rayon::prelude::*;
 
@@ -283,16 +283,10 @@ pub(crate) fn matmul_int<T: IntElem>(a: ArrayViewD<T>, b: ArrayViewD<T>) -> Resu
     matmul(a, b, gemm_int)
 }
 
-/// A 2-D copy in standard layout (for callers that need contiguous rows).
-#[allow(dead_code)]
-pub(crate) fn owned2<T: Clone>(a: ArrayView2<T>) -> Array2<T> {
-    a.as_standard_layout().into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{array, Array2};
 
     #[test]
     fn matmul_broadcasts_and_promotes_vectors() {
