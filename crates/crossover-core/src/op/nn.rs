@@ -97,6 +97,16 @@ pub enum NnOp {
         seed: Option<i64>,
     },
     Attention(Box<AttentionAttrs>),
+    LinearAttention {
+        q_num_heads: usize,
+        kv_num_heads: usize,
+        /// 0 or absent: `1/sqrt(head_size)`.
+        scale: Option<f32>,
+        /// Decay the state by `exp(decay)` each step (`gated`, `gated_delta`).
+        gated: bool,
+        /// Delta-rule correction with `beta` (`delta`, `gated_delta`).
+        delta: bool,
+    },
     RotaryEmbedding {
         interleaved: bool,
         rotary_embedding_dim: usize,
@@ -266,6 +276,33 @@ impl NnOp {
                     right_window: window("right_window_size")?,
                     want_qk: cx.proto.output.get(3).is_some_and(|name| !name.is_empty()),
                 })))
+            })(),
+            "LinearAttention" => (|| {
+                let (gated, delta) = match cx.string_or("update_rule", "gated_delta")?.as_str() {
+                    "linear" => (false, false),
+                    "gated" => (true, false),
+                    "delta" => (false, true),
+                    "gated_delta" => (true, true),
+                    other => {
+                        return Err(invalid_model!(
+                            "LinearAttention: unknown update_rule {other:?}"
+                        ))
+                    }
+                };
+                let q = cx.required("q_num_heads", heads(cx, "q_num_heads"))?;
+                let kv = cx.required("kv_num_heads", heads(cx, "kv_num_heads"))?;
+                if q % kv != 0 {
+                    return Err(invalid_model!(
+                        "LinearAttention: q_num_heads {q} is not a multiple of kv_num_heads {kv}"
+                    ));
+                }
+                Ok(Self::LinearAttention {
+                    q_num_heads: q,
+                    kv_num_heads: kv,
+                    scale: cx.float("scale")?.filter(|&s| s != 0.0),
+                    gated,
+                    delta,
+                })
             })(),
             "RotaryEmbedding" => (|| {
                 let dim = cx.int_or("rotary_embedding_dim", 0)?;

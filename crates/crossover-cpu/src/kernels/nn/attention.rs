@@ -292,14 +292,14 @@ pub(crate) fn eval<F: Real>(x: &Inputs, at: &AttentionAttrs) -> Result<Vec<Tenso
                     }
                     let mut bias = mask_row.as_ref().map_or(F::zero(), |m| m[j]);
                     if structured && !structure.allows(b, i, j) {
-                        bias = bias + F::neg_infinity();
+                        bias += F::neg_infinity();
                     }
                     bias_max = if bias.is_nan() || bias_max.is_nan() {
                         F::nan()
                     } else {
                         bias_max.max(bias)
                     };
-                    *s = *s + bias;
+                    *s += bias;
                     if at.want_qk && mode == 2 {
                         qkh[[i, j]] = *s;
                     }

@@ -4,6 +4,7 @@
 //! way in and rounded once on the way out.
 
 mod attention;
+mod linear_attention;
 mod loss;
 mod norm;
 mod rotary;
@@ -190,6 +191,23 @@ pub fn eval(op: &NnOp, x: &Inputs) -> Result<Vec<Tensor>> {
             let q = x.get(0)?;
             by_float!(q, name, attention_eval(x, attrs))
         }
+        NnOp::LinearAttention {
+            q_num_heads,
+            kv_num_heads,
+            scale,
+            gated,
+            delta,
+        } => {
+            let q = x.get(0)?;
+            let p = linear_attention::Params {
+                q_heads: *q_num_heads,
+                kv_heads: *kv_num_heads,
+                scale: *scale,
+                gated: *gated,
+                delta: *delta,
+            };
+            by_float!(q, name, linear_eval(x, &p))
+        }
         NnOp::RotaryEmbedding {
             interleaved,
             rotary_embedding_dim,
@@ -221,6 +239,7 @@ pub fn eval(op: &NnOp, x: &Inputs) -> Result<Vec<Tensor>> {
 }
 
 use attention::eval as attention_eval;
+use linear_attention::eval as linear_eval;
 use loss::eval as sce_eval;
 use norm::{batch_norm, group_norm, layer_norm, lp_norm, lrn, mvn};
 use rotary::eval as rotary_eval;
