@@ -26,6 +26,8 @@ pub enum Kind {
 
 /// Elements one task folds when a single row is split across threads.
 const ROW_CHUNK: usize = 1 << 14;
+/// Partial states a contiguous row is folded into.
+const LANES: usize = 8;
 /// Output lanes one task handles when reducing a non-innermost axis.
 const LANE_BLOCK: usize = 1 << 12;
 
@@ -151,7 +153,21 @@ fn reduce3<T: Num, R: Reducer<T::A>>(
     if out.is_empty() {
         return out;
     }
-    let fold = |s: &[T]| s.iter().fold(red.init(), |a, &v| red.step(a, v.to_acc()));
+    // Independent partial states break the serial dependency so the loop vectorizes.
+    let fold = |s: &[T]| {
+        let mut acc = [red.init(); LANES];
+        let mut chunks = s.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a = red.step(*a, v.to_acc());
+            }
+        }
+        let tail = chunks
+            .remainder()
+            .iter()
+            .fold(red.init(), |a, &v| red.step(a, v.to_acc()));
+        acc.into_iter().fold(tail, |a, b| red.merge(a, b))
+    };
     let big = x.len() >= PARALLEL_MIN;
     if inner == 1 {
         let row = |k: usize| T::from_acc(red.finish(fold(&x[k * r..(k + 1) * r]), r));

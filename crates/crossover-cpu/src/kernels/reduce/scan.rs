@@ -9,6 +9,9 @@ use super::num::{Acc, Num};
 use crate::kernels::broadcast::PARALLEL_MIN;
 use crate::kernels::util::norm_axis;
 
+/// One accumulation step of a scan.
+type Step<A> = fn(A, A) -> A;
+
 fn scan<T: Num>(
     a: ArrayViewD<T>,
     axis: usize,
@@ -20,11 +23,8 @@ fn scan<T: Num>(
     let c = canon(a, &[axis]);
     let (x, r, inner) = (c.slice(), c.reduced, c.inner);
     let mut out = vec![T::default(); x.len()];
-    let (init, op): (T::A, fn(T::A, T::A) -> T::A) = if prod {
-        (T::A::ONE, Acc::mul)
-    } else {
-        (T::A::ZERO, Acc::add)
-    };
+    let init = if prod { T::A::ONE } else { T::A::ZERO };
+    let op: Step<T::A> = if prod { Acc::mul } else { Acc::add };
     let block = |o: usize, ys: &mut [T]| {
         let mut acc = vec![init; inner];
         for step in 0..r {
