@@ -3,7 +3,7 @@
 use crossover_core::op::rnn::{Activation, Direction, RnnAttrs};
 use crossover_core::op::RnnOp;
 use crossover_core::{invalid, DType, Error, Result, Tensor};
-use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, Axis, Ix3, Zip};
+use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2, Axis, Ix3, Zip};
 
 use super::Inputs;
 
@@ -60,7 +60,7 @@ pub fn eval(op: &RnnOp, x: &Inputs) -> Result<Vec<Tensor>> {
     let outs = run(
         attrs,
         cell,
-        &f32_input(0)?.expect("input 0 is required"),
+        &x.get(0)?.cast(DType::F32)?,
         &x.get(1)?.cast(DType::F32)?,
         &x.get(2)?.cast(DType::F32)?,
         f32_input(3)?.as_ref(),
@@ -134,11 +134,13 @@ fn run(
             w.shape()
         ));
     }
-    expect_shape(
-        &Tensor::zeros(DType::U8, r.shape())?,
-        &[dirs, g * hidden, hidden],
-        "R",
-    )?;
+    if r.shape() != [dirs, g * hidden, hidden] {
+        return Err(invalid!(
+            "R must have shape {:?}, got {:?}",
+            [dirs, g * hidden, hidden],
+            r.shape()
+        ));
+    }
     let bias = match b {
         Some(b) => {
             expect_shape(b, &[dirs, 2 * g * hidden], "B")?;
@@ -195,11 +197,7 @@ fn run(
         None => None,
     };
 
-    let mut y = Array3::<f32>::zeros((seq, dirs, batch * hidden));
-    let mut y = y
-        .view_mut()
-        .into_shape_with_order((seq, dirs, batch, hidden))
-        .map_err(|e| invalid!("{e}"))?;
+    let mut y = ndarray::Array4::<f32>::zeros((seq, dirs, batch, hidden));
     let mut yh = Array3::<f32>::zeros((dirs, batch, hidden));
     let mut yc = Array3::<f32>::zeros((dirs, batch, hidden));
     let x2 = xs
@@ -240,7 +238,6 @@ fn run(
         yh.index_axis_mut(Axis(0), d).assign(&h);
         yc.index_axis_mut(Axis(0), d).assign(&c);
     }
-    let mut y = y.to_owned();
     if attrs.batch_major {
         y = y
             .permuted_axes([2, 0, 1, 3])
@@ -360,6 +357,3 @@ impl DirParams<'_> {
         }
     }
 }
-
-#[allow(dead_code)]
-fn _assert_array1(_: Array1<f32>) {}
