@@ -123,7 +123,7 @@ fn eval_loop(body: &Subgraph, x: &Inputs) -> Result<Vec<Tensor>> {
     let mut scans: Vec<Vec<Tensor>> = vec![Vec::new(); n_scan];
     let mut i: i64 = 0;
     let mut args = Vec::with_capacity(g.inputs.len());
-    while cond && max_trips.is_none_or(|m| i < m) {
+    while cond && max_trips.map_or(true, |m| i < m) {
         args.clear();
         args.push(Tensor::scalar(i));
         args.push(Tensor::scalar(cond));
@@ -178,9 +178,9 @@ fn eval_scan(
         .collect::<Result<_>>()?;
     let mut scan_in = Vec::with_capacity(m);
     let mut len = None;
-    for j in 0..m {
+    for (j, &axis) in in_axes.iter().enumerate().take(m) {
         let t = x.get(n_state + j)?;
-        let axis = norm_axis(in_axes[j], t.rank())?;
+        let axis = norm_axis(axis, t.rank())?;
         let n = t.shape()[axis];
         if *len.get_or_insert(n) != n {
             return Err(invalid!(

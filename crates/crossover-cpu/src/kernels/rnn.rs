@@ -227,8 +227,8 @@ fn run(
             let t = if reverse { seq - 1 - step } else { step };
             let xt = xw.slice(s![t * batch..(t + 1) * batch, ..]);
             let (nh, nc) = dir.step(xt, &h, &c);
-            for bi in 0..batch {
-                if t < lens[bi] {
+            for (bi, &len) in lens.iter().enumerate() {
+                if t < len {
                     h.row_mut(bi).assign(&nh.row(bi));
                     c.row_mut(bi).assign(&nc.row(bi));
                     y.slice_mut(s![t, d, bi, ..]).assign(&nh.row(bi));
