@@ -357,3 +357,69 @@ impl DirParams<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(direction: Direction) -> RnnAttrs {
+        RnnAttrs {
+            direction,
+            hidden_size: None,
+            activations: vec![vec![Activation::Tanh]; direction.count()],
+            clip: None,
+            batch_major: false,
+        }
+    }
+
+    fn ones(shape: &[usize]) -> Tensor {
+        Tensor::from_vec(shape, vec![1.0f32; shape.iter().product()]).unwrap()
+    }
+
+    #[test]
+    fn sequence_lens_stop_early_and_zero_the_rest() {
+        // seq 2, batch 2, input 1, hidden 1; the second sequence has length 1.
+        let (x, w, r) = (ones(&[2, 2, 1]), ones(&[1, 1, 1]), ones(&[1, 1, 1]));
+        let out = run(
+            &attrs(Direction::Forward),
+            Cell::Rnn,
+            &x,
+            &w,
+            &r,
+            None,
+            Some(vec![2, 1]),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let y: Vec<f32> = out[0].view::<f32>().unwrap().iter().copied().collect();
+        let h1 = 1f32.tanh();
+        let h2 = (1.0 + h1).tanh();
+        assert_eq!(y, vec![h1, h1, h2, 0.0]);
+        let yh: Vec<f32> = out[1].view::<f32>().unwrap().iter().copied().collect();
+        assert_eq!(yh, vec![h2, h1]);
+    }
+
+    #[test]
+    fn mismatched_weights_are_errors() {
+        let x = ones(&[2, 1, 3]);
+        let run_with = |w: &Tensor, seq: Option<Vec<i64>>| {
+            run(
+                &attrs(Direction::Bidirectional),
+                Cell::Rnn,
+                &x,
+                w,
+                &ones(&[2, 1, 1]),
+                None,
+                seq,
+                None,
+                None,
+                None,
+            )
+        };
+        assert!(run_with(&ones(&[1, 1, 3]), None).is_err());
+        assert!(run_with(&ones(&[2, 1, 3]), Some(vec![5])).is_err());
+        assert!(run_with(&ones(&[2, 1, 3]), None).is_ok());
+    }
+}
