@@ -123,7 +123,7 @@ fn eval_loop(body: &Subgraph, x: &Inputs) -> Result<Vec<Tensor>> {
     let mut scans: Vec<Vec<Tensor>> = vec![Vec::new(); n_scan];
     let mut i: i64 = 0;
     let mut args = Vec::with_capacity(g.inputs.len());
-    while cond && max_trips.is_none_or(|m| i < m) {
+    while cond && max_trips.map_or(true, |m| i < m) {
         args.clear();
         args.push(Tensor::scalar(i));
         args.push(Tensor::scalar(cond));
@@ -178,9 +178,9 @@ fn eval_scan(
         .collect::<Result<_>>()?;
     let mut scan_in = Vec::with_capacity(m);
     let mut len = None;
-    for j in 0..m {
+    for (j, &axis) in in_axes.iter().enumerate().take(m) {
         let t = x.get(n_state + j)?;
-        let axis = norm_axis(in_axes[j], t.rank())?;
+        let axis = norm_axis(axis, t.rank())?;
         let n = t.shape()[axis];
         if *len.get_or_insert(n) != n {
             return Err(invalid!(
@@ -252,4 +252,165 @@ fn stack_t<T: Element>(parts: &[Tensor], axis: usize, reverse: bool) -> Result<T
     ndarray::stack(Axis(axis), &views)
         .map(Tensor::from)
         .map_err(|e| Error::ShapeMismatch(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crossover_core::onnx::attribute_proto::AttributeType;
+    use crossover_core::onnx::{
+        type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+        TypeProto, ValueInfoProto,
+    };
+    use crossover_core::proto::tensor_to_proto;
+    use crossover_core::{passes, Backend, CompileOptions, Model, Tensor};
+    use prost::Message;
+
+    use crate::CpuBackend;
+
+    fn vi(name: &str, elem: i32) -> ValueInfoProto {
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(elem),
+                    shape: None,
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, ins: &[&str], outs: &[&str], graphs: Vec<(&str, GraphProto)>) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: outs.iter().map(|s| s.to_string()).collect(),
+            attribute: graphs
+                .into_iter()
+                .map(|(n, g)| AttributeProto {
+                    name: Some(n.into()),
+                    r#type: Some(AttributeType::Graph as i32),
+                    g: Some(g),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn graph(nodes: Vec<NodeProto>, ins: Vec<ValueInfoProto>, outs: &[&str]) -> GraphProto {
+        GraphProto {
+            node: nodes,
+            input: ins,
+            output: outs.iter().map(|o| vi(o, 0)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// acc <- if cond { acc + w } else { acc * w }, M times; `w` is captured two scopes
+    /// out (by the If branch inside the Loop body), `acc` one scope out.
+    fn model(constant_inputs: bool) -> Model {
+        let then_b = graph(
+            vec![node("Add", &["acc", "w"], &["t"], vec![])],
+            vec![],
+            &["t"],
+        );
+        let else_b = graph(
+            vec![node("Mul", &["acc", "w"], &["e"], vec![])],
+            vec![],
+            &["e"],
+        );
+        let body = graph(
+            vec![
+                node("Identity", &["c"], &["c_out"], vec![]),
+                node(
+                    "If",
+                    &["c"],
+                    &["next"],
+                    vec![("then_branch", then_b), ("else_branch", else_b)],
+                ),
+            ],
+            vec![vi("i", 7), vi("c", 9), vi("acc", 1)],
+            &["c_out", "next", "next"],
+        );
+        let w = Tensor::from_vec(&[2], vec![1.0f32, 2.0]).unwrap();
+        let mut init = vec![tensor_to_proto("w", &w)];
+        let mut inputs = vec![];
+        if constant_inputs {
+            init.push(tensor_to_proto("m", &Tensor::scalar(3i64)));
+            init.push(tensor_to_proto(
+                "x",
+                &Tensor::from_vec(&[2], vec![0.0f32, 1.0]).unwrap(),
+            ));
+        } else {
+            inputs = vec![vi("m", 7), vi("x", 1)];
+        }
+        let mut g = graph(
+            vec![node(
+                "Loop",
+                &["m", "", "x"],
+                &["y", "ys"],
+                vec![("body", body)],
+            )],
+            inputs,
+            &["y", "ys"],
+        );
+        g.initializer = init;
+        let m = ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(17),
+            }],
+            graph: Some(g),
+            ..Default::default()
+        };
+        Model::from_bytes(&m.encode_to_vec()).unwrap()
+    }
+
+    fn floats(t: &Tensor) -> Vec<f32> {
+        t.view::<f32>().unwrap().iter().copied().collect()
+    }
+
+    #[test]
+    fn loop_runs_if_with_nested_captures() {
+        let model = model(false);
+        // The Loop lists `w`, captured by its body for the If inside, as an extra input.
+        assert_eq!(model.graph.nodes[0].inputs.len(), 4);
+        let exe = CpuBackend
+            .compile(Arc::new(model.graph), &CompileOptions::default())
+            .unwrap();
+        let x = Tensor::from_vec(&[2], vec![0.0f32, 1.0]).unwrap();
+        let out = exe.run(&[Tensor::scalar(3i64), x]).unwrap().outputs;
+        assert_eq!(floats(&out[0]), vec![3.0, 7.0]);
+        assert_eq!(out[1].shape(), &[3, 2]);
+        assert_eq!(floats(&out[1]), vec![1.0, 3.0, 2.0, 5.0, 3.0, 7.0]);
+    }
+
+    #[test]
+    fn loop_on_constants_is_folded() {
+        let mut g = model(true).graph;
+        passes::optimize(&mut g, &CpuBackend).unwrap();
+        assert!(g.nodes.is_empty());
+        assert_eq!(floats(&g.constants[&g.outputs[0]]), vec![3.0, 7.0]);
+    }
+
+    #[test]
+    fn zero_trips_give_empty_scan_outputs() {
+        let exe = CpuBackend
+            .compile(Arc::new(model(false).graph), &CompileOptions::default())
+            .unwrap();
+        let x = Tensor::from_vec(&[2], vec![0.0f32, 1.0]).unwrap();
+        let out = exe.run(&[Tensor::scalar(0i64), x]).unwrap().outputs;
+        assert_eq!(floats(&out[0]), vec![0.0, 1.0]);
+        assert_eq!(out[1].shape()[0], 0);
+    }
+
+    #[test]
+    fn bad_condition_is_an_error() {
+        assert!(super::truth(&Tensor::from_vec(&[2], vec![true, false]).unwrap(), "c").is_err());
+    }
 }

@@ -3,7 +3,7 @@
 use crossover_core::op::rnn::{Activation, Direction, RnnAttrs};
 use crossover_core::op::RnnOp;
 use crossover_core::{invalid, DType, Error, Result, Tensor};
-use ndarray::{s, Array1, Array2, Array3, ArrayView1, ArrayView2, Axis, Ix3, Zip};
+use ndarray::{s, Array2, Array3, ArrayView1, ArrayView2, Axis, Ix3, Zip};
 
 use super::Inputs;
 
@@ -60,7 +60,7 @@ pub fn eval(op: &RnnOp, x: &Inputs) -> Result<Vec<Tensor>> {
     let outs = run(
         attrs,
         cell,
-        &f32_input(0)?.expect("input 0 is required"),
+        &x.get(0)?.cast(DType::F32)?,
         &x.get(1)?.cast(DType::F32)?,
         &x.get(2)?.cast(DType::F32)?,
         f32_input(3)?.as_ref(),
@@ -134,11 +134,13 @@ fn run(
             w.shape()
         ));
     }
-    expect_shape(
-        &Tensor::zeros(DType::U8, r.shape())?,
-        &[dirs, g * hidden, hidden],
-        "R",
-    )?;
+    if r.shape() != [dirs, g * hidden, hidden] {
+        return Err(invalid!(
+            "R must have shape {:?}, got {:?}",
+            [dirs, g * hidden, hidden],
+            r.shape()
+        ));
+    }
     let bias = match b {
         Some(b) => {
             expect_shape(b, &[dirs, 2 * g * hidden], "B")?;
@@ -195,11 +197,7 @@ fn run(
         None => None,
     };
 
-    let mut y = Array3::<f32>::zeros((seq, dirs, batch * hidden));
-    let mut y = y
-        .view_mut()
-        .into_shape_with_order((seq, dirs, batch, hidden))
-        .map_err(|e| invalid!("{e}"))?;
+    let mut y = ndarray::Array4::<f32>::zeros((seq, dirs, batch, hidden));
     let mut yh = Array3::<f32>::zeros((dirs, batch, hidden));
     let mut yc = Array3::<f32>::zeros((dirs, batch, hidden));
     let x2 = xs
@@ -229,8 +227,8 @@ fn run(
             let t = if reverse { seq - 1 - step } else { step };
             let xt = xw.slice(s![t * batch..(t + 1) * batch, ..]);
             let (nh, nc) = dir.step(xt, &h, &c);
-            for bi in 0..batch {
-                if t < lens[bi] {
+            for (bi, &len) in lens.iter().enumerate() {
+                if t < len {
                     h.row_mut(bi).assign(&nh.row(bi));
                     c.row_mut(bi).assign(&nc.row(bi));
                     y.slice_mut(s![t, d, bi, ..]).assign(&nh.row(bi));
@@ -240,7 +238,6 @@ fn run(
         yh.index_axis_mut(Axis(0), d).assign(&h);
         yc.index_axis_mut(Axis(0), d).assign(&c);
     }
-    let mut y = y.to_owned();
     if attrs.batch_major {
         y = y
             .permuted_axes([2, 0, 1, 3])
@@ -361,5 +358,68 @@ impl DirParams<'_> {
     }
 }
 
-#[allow(dead_code)]
-fn _assert_array1(_: Array1<f32>) {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(direction: Direction) -> RnnAttrs {
+        RnnAttrs {
+            direction,
+            hidden_size: None,
+            activations: vec![vec![Activation::Tanh]; direction.count()],
+            clip: None,
+            batch_major: false,
+        }
+    }
+
+    fn ones(shape: &[usize]) -> Tensor {
+        Tensor::from_vec(shape, vec![1.0f32; shape.iter().product()]).unwrap()
+    }
+
+    #[test]
+    fn sequence_lens_stop_early_and_zero_the_rest() {
+        // seq 2, batch 2, input 1, hidden 1; the second sequence has length 1.
+        let (x, w, r) = (ones(&[2, 2, 1]), ones(&[1, 1, 1]), ones(&[1, 1, 1]));
+        let out = run(
+            &attrs(Direction::Forward),
+            Cell::Rnn,
+            &x,
+            &w,
+            &r,
+            None,
+            Some(vec![2, 1]),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
+        let y: Vec<f32> = out[0].view::<f32>().unwrap().iter().copied().collect();
+        let h1 = 1f32.tanh();
+        let h2 = (1.0 + h1).tanh();
+        assert_eq!(y, vec![h1, h1, h2, 0.0]);
+        let yh: Vec<f32> = out[1].view::<f32>().unwrap().iter().copied().collect();
+        assert_eq!(yh, vec![h2, h1]);
+    }
+
+    #[test]
+    fn mismatched_weights_are_errors() {
+        let x = ones(&[2, 1, 3]);
+        let run_with = |w: &Tensor, seq: Option<Vec<i64>>| {
+            run(
+                &attrs(Direction::Bidirectional),
+                Cell::Rnn,
+                &x,
+                w,
+                &ones(&[2, 1, 1]),
+                None,
+                seq,
+                None,
+                None,
+                None,
+            )
+        };
+        assert!(run_with(&ones(&[1, 1, 3]), None).is_err());
+        assert!(run_with(&ones(&[2, 1, 3]), Some(vec![5])).is_err());
+        assert!(run_with(&ones(&[2, 1, 3]), None).is_ok());
+    }
+}
