@@ -5,7 +5,15 @@ use std::path::Path;
 use crossover::conformance::{run_suite, tally, Status};
 use crossover::CpuBackend;
 
-pub fn run(root: &Path, filter: Option<&str>, verbose: bool) -> Result<(), String> {
+pub fn run(
+    root: &Path,
+    filter: Option<&str>,
+    verbose: bool,
+    write_expected: bool,
+) -> Result<(), String> {
+    if write_expected && filter.is_some() {
+        return Err("--write-expected needs the whole suite (no --filter)".into());
+    }
     let cases = crate::python::ensure_node_tests(root)?;
     let backend = CpuBackend::new();
     let results = run_suite(&cases, &backend, filter).map_err(|e| e.to_string())?;
@@ -60,5 +68,9 @@ pub fn run(root: &Path, filter: Option<&str>, verbose: bool) -> Result<(), Strin
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap())
         .map_err(|e| e.to_string())?;
     println!("report: {}", path.display());
+    if write_expected {
+        crate::expected::write(root, &results)?;
+        println!("wrote {}", crate::expected::LIST);
+    }
     Ok(())
 }

@@ -1,5 +1,6 @@
 mod codegen;
 mod conformance;
+mod expected;
 mod python;
 mod test;
 mod util;
@@ -35,6 +36,9 @@ enum Task {
         /// Print every failing case with its error.
         #[arg(long, short)]
         verbose: bool,
+        /// Rewrite tests/conformance/cpu-expected-failures.txt from this run.
+        #[arg(long)]
+        write_expected: bool,
     },
 }
 
@@ -47,9 +51,11 @@ fn main() {
         Task::Test {
             prepare_only: false,
         } => test::run(&root),
-        Task::Conformance { filter, verbose } => {
-            conformance::run(&root, filter.as_deref(), verbose)
-        }
+        Task::Conformance {
+            filter,
+            verbose,
+            write_expected,
+        } => conformance::run(&root, filter.as_deref(), verbose, write_expected),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

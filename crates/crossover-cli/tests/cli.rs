@@ -11,26 +11,43 @@ fn crossover() -> Command {
 }
 
 fn golden(case: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/golden").join(case);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/golden")
+        .join(case);
     if dir.is_dir() {
         return Some(dir);
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{} is missing: CI must run `cargo xtask test`", dir.display());
-    eprintln!("SKIPPED: {} is missing; run `cargo xtask test --prepare-only`", dir.display());
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing: CI must run `cargo xtask test`",
+        dir.display()
+    );
+    eprintln!(
+        "SKIPPED: {} is missing; run `cargo xtask test --prepare-only`",
+        dir.display()
+    );
     None
 }
 
 #[test]
 fn run_on_the_encoder_matches_onnxruntime() {
-    let Some(dir) = golden("zoo_encoder") else { return };
+    let Some(dir) = golden("zoo_encoder") else {
+        return;
+    };
     let out = tempfile::tempdir().unwrap();
     let status = crossover()
         .arg("run")
         .arg(dir.join("model.onnx"))
         .arg("--input")
-        .arg(format!("input_ids={}", dir.join("input_input_ids.npy").display()))
+        .arg(format!(
+            "input_ids={}",
+            dir.join("input_input_ids.npy").display()
+        ))
         .arg("--input")
-        .arg(format!("attention_mask={}", dir.join("input_attention_mask.npy").display()))
+        .arg(format!(
+            "attention_mask={}",
+            dir.join("input_attention_mask.npy").display()
+        ))
         .arg("--out")
         .arg(out.path())
         .args(["--device", "cpu"])
@@ -45,9 +62,20 @@ fn run_on_the_encoder_matches_onnxruntime() {
 #[test]
 fn info_describes_a_built_in_model() {
     let out = crossover().args(["info", "encoder"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    for want in ["input_ids", "int64", "[batch, sequence]", "last_hidden_state", "LayerNormalization", "opset:    17"] {
+    for want in [
+        "input_ids",
+        "int64",
+        "[batch, sequence]",
+        "last_hidden_state",
+        "LayerNormalization",
+        "opset:    17",
+    ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }
@@ -56,17 +84,36 @@ fn info_describes_a_built_in_model() {
 fn devices_lists_the_cpu() {
     let out = crossover().arg("devices").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8(out.stdout).unwrap().lines().any(|l| l.starts_with("cpu ")));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("cpu ")));
 }
 
 #[test]
 fn errors_are_reported_not_panicked() {
-    let out = crossover().args(["run", "/no/such.onnx", "--out", "/tmp/x"]).output().unwrap();
+    let out = crossover()
+        .args(["run", "/no/such.onnx", "--out", "/tmp/x"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.starts_with("error: ") && err.contains("/no/such.onnx"), "{err}");
-    let out = crossover().args(["run", "mlp", "--input", "x", "--out", "/tmp/x"]).output().unwrap();
-    assert!(String::from_utf8(out.stderr).unwrap().contains("NAME=FILE.npy"));
-    let out = crossover().args(["run", "mlp", "--device", "gpu", "--out", "/tmp/x"]).output().unwrap();
-    assert!(String::from_utf8(out.stderr).unwrap().contains("unknown device \"gpu\""));
+    assert!(
+        err.starts_with("error: ") && err.contains("/no/such.onnx"),
+        "{err}"
+    );
+    let out = crossover()
+        .args(["run", "mlp", "--input", "x", "--out", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("NAME=FILE.npy"));
+    let out = crossover()
+        .args(["run", "mlp", "--device", "gpu", "--out", "/tmp/x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("unknown device \"gpu\""));
 }

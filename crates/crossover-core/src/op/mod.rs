@@ -11,8 +11,8 @@ pub mod layout;
 pub mod linalg;
 pub mod nn;
 pub mod reduce;
-pub mod signal;
 pub mod rnn;
+pub mod signal;
 
 pub use attrs::NodeCtx;
 pub use control::ControlOp;
@@ -22,8 +22,8 @@ pub use layout::LayoutOp;
 pub use linalg::LinalgOp;
 pub use nn::NnOp;
 pub use reduce::ReduceOp;
-pub use signal::SignalOp;
 pub use rnn::RnnOp;
+pub use signal::SignalOp;
 
 use crate::{Error, Result};
 

@@ -11,8 +11,8 @@ mod layout;
 mod linalg;
 mod nn;
 mod reduce;
-mod signal;
 mod rnn;
+mod signal;
 pub mod util;
 
 use crossover_core::{Op, Result, Tensor};
