@@ -336,7 +336,8 @@ mod tests {
         assert_eq!((-7i32).floor_mod(3), 2);
         assert_eq!(7i32.floor_mod(-3), -2);
         assert_eq!((-7i32).fmod(3), -1);
-        assert_eq!(i8::MIN.abs(), i8::MIN);
+        assert_eq!(Num::abs(i8::MIN), i8::MIN);
+        assert_eq!(Num::neg(i8::MIN), i8::MIN);
         assert_eq!(3i64.pow(4), 81);
     }
 
