@@ -2,7 +2,7 @@
 //!
 //! Each case is a folder with `model.onnx` and `test_data_set_*/{input,output}_N.pb`.
 //! Outputs are compared as the ONNX suite does: `|got - want| <= atol + rtol * |want|`
-//! with rtol 1e-3 and atol 1e-7, NaN equal to NaN.
+//! with rtol 1e-3 and atol 1e-7 (rtol two ULPs, 2^-6, for bfloat16), NaN equal to NaN.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use crossover_core::proto::read_tensor_pb;
 use crossover_core::{
-    passes, with_array, Backend, CompileOptions, ErrorKind, Model, Result, Tensor,
+    passes, with_array, Backend, CompileOptions, DType, ErrorKind, Model, Result, Tensor,
 };
 use crossover_cpu::CpuBackend;
 
 pub const RTOL: f64 = 1e-3;
 pub const ATOL: f64 = 1e-7;
+/// The suite's relative tolerance for bfloat16 outputs: two ULPs, since one rounding step
+/// already exceeds [`RTOL`].
+pub const RTOL_BF16: f64 = 1.0 / 64.0;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Status {
@@ -110,7 +113,12 @@ fn try_case(dir: &Path, backend: &dyn Backend) -> Result<()> {
 
 /// Compares `got` with `want` under the suite's tolerances; `Err` says how they differ.
 pub fn compare(got: &Tensor, want: &Tensor) -> std::result::Result<(), String> {
-    compare_with(got, want, RTOL, ATOL)
+    let rtol = if want.dtype() == DType::BF16 {
+        RTOL_BF16
+    } else {
+        RTOL
+    };
+    compare_with(got, want, rtol, ATOL)
 }
 
 /// Compares `got` with `want`: `|got - want| <= atol + rtol * |want|`, NaN equal to NaN,
@@ -243,4 +251,24 @@ pub fn tally(results: &[CaseResult]) -> BTreeMap<String, [usize; 3]> {
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::bf16;
+
+    fn bf(v: &[f32]) -> Tensor {
+        Tensor::from_vec(&[v.len()], v.iter().map(|&x| bf16::from_f32(x)).collect()).unwrap()
+    }
+
+    #[test]
+    fn bfloat16_gets_two_ulps_and_float32_does_not() {
+        let half_ulp_up = bf16::from_bits(bf16::from_f32(0.5).to_bits() + 1).to_f32();
+        assert!(compare(&bf(&[half_ulp_up, 1.0]), &bf(&[0.5, 1.0])).is_ok());
+        assert!(compare(&bf(&[0.55, 1.0]), &bf(&[0.5, 1.0])).is_err());
+        let f = Tensor::from_vec(&[1], vec![0.5f32]).unwrap();
+        let f_off = Tensor::from_vec(&[1], vec![0.5f32 + 0.5 / 256.0]).unwrap();
+        assert!(compare(&f_off, &f).is_err());
+    }
 }
