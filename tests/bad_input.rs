@@ -223,3 +223,19 @@ fn gather_index_out_of_range_is_an_error() {
     let e = err_of(s.run(&[("idx", Tensor::from_vec(&[2], vec![1i64, 7]).unwrap())])).to_string();
     assert!(e.contains('7') && e.contains("Gather"), "{e}");
 }
+
+#[test]
+fn inconsistent_static_shapes_fail_at_load() {
+    let mut b = ModelBuilder::new("mm");
+    let x = b.input("x", DType::F32, &[Dim::Param("n".into()), Dim::Fixed(4)]);
+    let w = b.weight("w", &Tensor::zeros(DType::F32, &[5, 3]).unwrap());
+    let y = b.node("MatMul", &[&x, &w], &[]);
+    b.output(
+        &y,
+        "y",
+        DType::F32,
+        &[Dim::Param("n".into()), Dim::Fixed(3)],
+    );
+    let e = err_of(Session::builder().build(b.into_model().unwrap())).to_string();
+    assert!(e.contains("MatMul") && e.contains("4 and 5"), "{e}");
+}

@@ -12,6 +12,7 @@ pub mod onnx;
 pub mod op;
 pub mod passes;
 pub mod proto;
+pub mod shapes;
 pub mod tensor;
 
 pub use backend::{

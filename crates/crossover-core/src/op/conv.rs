@@ -2,7 +2,7 @@
 //! AveragePool, LpPool, Global*Pool, MaxUnpool, Col2Im.
 
 use super::NodeCtx;
-use crate::{invalid_model, Result};
+use crate::{invalid, invalid_model, Result};
 
 /// How a convolution or pooling window pads its input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +50,133 @@ impl Window {
             pads: cx.ints("pads")?,
             strides: cx.ints("strides")?,
         })
+    }
+}
+
+/// A window resolved against an image: positions per spatial axis and the padding
+/// that gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedWindow {
+    /// Number of window positions per axis.
+    pub grid: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// Padding before each axis (negative: the window starts inside the image).
+    pub pad_begin: Vec<isize>,
+    /// Padding after each axis.
+    pub pad_end: Vec<isize>,
+}
+
+impl Window {
+    /// The window a convolution or pooling with these attributes slides over the spatial
+    /// axes `image` with a kernel of spatial shape `kernel`.
+    pub fn resolve(
+        &self,
+        image: &[usize],
+        kernel: &[usize],
+        ceil_mode: bool,
+    ) -> Result<ResolvedWindow> {
+        let n = image.len();
+        if kernel.len() != n {
+            return Err(invalid!(
+                "kernel of {} axes for an image of {n} spatial axes",
+                kernel.len()
+            ));
+        }
+        if let Some(ks) = &self.kernel_shape {
+            if ks.len() != n || ks.iter().zip(kernel).any(|(&a, &b)| a != b as i64) {
+                return Err(invalid!(
+                    "kernel_shape {ks:?} does not match the kernel {kernel:?}"
+                ));
+            }
+        }
+        let strides = axis_list(self.strides.as_deref(), n, 1, "strides", 1)?;
+        let dilations = axis_list(self.dilations.as_deref(), n, 1, "dilations", 1)?;
+        let pads = axis_list(self.pads.as_deref(), 2 * n, 0, "pads", 0)?;
+        let mut g = ResolvedWindow {
+            grid: vec![0; n],
+            strides,
+            dilations,
+            pad_begin: vec![0; n],
+            pad_end: vec![0; n],
+        };
+        for d in 0..n {
+            let (i, s) = (image[d] as isize, g.strides[d] as isize);
+            let span = ((kernel[d] as isize) - 1) * g.dilations[d] as isize + 1;
+            if kernel[d] == 0 {
+                return Err(invalid!("kernel {kernel:?} has an empty axis"));
+            }
+            let (out, pb, pe) = match self.auto_pad {
+                AutoPad::NotSet => {
+                    let (pb, pe) = (pads[d] as isize, pads[n + d] as isize);
+                    let room = i + pb + pe - span;
+                    if room < 0 {
+                        return Err(invalid!(
+                            "window of span {span} does not fit axis {d} of size {i} with pads ({pb}, {pe})"
+                        ));
+                    }
+                    let mut out = if ceil_mode {
+                        (room + s - 1) / s + 1
+                    } else {
+                        room / s + 1
+                    };
+                    // The last window must start inside the image or its leading pad.
+                    if ceil_mode && (out - 1) * s >= i + pb {
+                        out -= 1;
+                    }
+                    (out, pb, pe)
+                }
+                AutoPad::Valid => {
+                    if i < span {
+                        return Err(invalid!(
+                            "window of span {span} does not fit axis {d} of size {i}"
+                        ));
+                    }
+                    ((i - span) / s + 1, 0, 0)
+                }
+                AutoPad::SameUpper | AutoPad::SameLower => {
+                    let out = (i + s - 1) / s;
+                    let total = ((out - 1) * s + span - i).max(0);
+                    let small = total / 2;
+                    if self.auto_pad == AutoPad::SameUpper {
+                        (out, small, total - small)
+                    } else {
+                        (out, total - small, small)
+                    }
+                }
+            };
+            g.grid[d] = out.max(0) as usize;
+            g.pad_begin[d] = pb;
+            g.pad_end[d] = pe;
+        }
+        Ok(g)
+    }
+}
+
+/// A per-axis list attribute, defaulted and checked to hold `n` values of at least `min`.
+pub fn axis_list(
+    v: Option<&[i64]>,
+    n: usize,
+    default: usize,
+    name: &str,
+    min: i64,
+) -> Result<Vec<usize>> {
+    match v {
+        None => Ok(vec![default; n]),
+        Some(v) if v.len() != n => Err(invalid!(
+            "{name} has {} values for {n} spatial axes",
+            v.len()
+        )),
+        Some(v) => v
+            .iter()
+            .map(|&x| {
+                if x < min {
+                    Err(invalid!("{name} value {x} is below {min}"))
+                } else {
+                    usize::try_from(x).map_err(|_| invalid!("{name} value {x} is invalid"))
+                }
+            })
+            .collect(),
     }
 }
 

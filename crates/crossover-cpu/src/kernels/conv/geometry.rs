@@ -1,37 +1,11 @@
 //! Window geometry shared by convolutions and pooling: output sizes and pads from the
 //! attributes, and the im2col / col2im transforms between images and patch matrices.
 
-use crossover_core::op::conv::{AutoPad, Window};
-use crossover_core::{invalid, Result};
+pub(super) use crossover_core::op::conv::axis_list;
+use crossover_core::op::conv::Window;
+use crossover_core::Result;
 use num_traits::Zero;
 use rayon::prelude::*;
-
-/// A per-axis list attribute, defaulted and checked to hold `n` values of at least `min`.
-pub(super) fn axis_list(
-    v: Option<&[i64]>,
-    n: usize,
-    default: usize,
-    name: &str,
-    min: i64,
-) -> Result<Vec<usize>> {
-    match v {
-        None => Ok(vec![default; n]),
-        Some(v) if v.len() != n => Err(invalid!(
-            "{name} has {} values for {n} spatial axes",
-            v.len()
-        )),
-        Some(v) => v
-            .iter()
-            .map(|&x| {
-                if x < min {
-                    Err(invalid!("{name} value {x} is below {min}"))
-                } else {
-                    usize::try_from(x).map_err(|_| invalid!("{name} value {x} is invalid"))
-                }
-            })
-            .collect(),
-    }
-}
 
 /// A sliding window over the spatial axes of an image.
 #[derive(Clone, Debug)]
@@ -52,82 +26,16 @@ pub(super) struct Geometry {
 impl Geometry {
     /// The window over `image` that a convolution or pooling with these attributes uses.
     pub fn forward(w: &Window, image: &[usize], kernel: &[usize], ceil_mode: bool) -> Result<Self> {
-        let n = image.len();
-        if kernel.len() != n {
-            return Err(invalid!(
-                "kernel of {} axes for an image of {n} spatial axes",
-                kernel.len()
-            ));
-        }
-        if let Some(ks) = &w.kernel_shape {
-            if ks.len() != n || ks.iter().zip(kernel).any(|(&a, &b)| a != b as i64) {
-                return Err(invalid!(
-                    "kernel_shape {ks:?} does not match the kernel {kernel:?}"
-                ));
-            }
-        }
-        let strides = axis_list(w.strides.as_deref(), n, 1, "strides", 1)?;
-        let dilations = axis_list(w.dilations.as_deref(), n, 1, "dilations", 1)?;
-        let pads = axis_list(w.pads.as_deref(), 2 * n, 0, "pads", 0)?;
-        let mut g = Geometry {
+        let r = w.resolve(image, kernel, ceil_mode)?;
+        Ok(Geometry {
             image: image.to_vec(),
-            grid: vec![0; n],
+            grid: r.grid,
             kernel: kernel.to_vec(),
-            strides,
-            dilations,
-            pad_begin: vec![0; n],
-            pad_end: vec![0; n],
-        };
-        for d in 0..n {
-            let (i, s) = (image[d] as isize, g.strides[d] as isize);
-            let span = ((kernel[d] as isize) - 1) * g.dilations[d] as isize + 1;
-            if kernel[d] == 0 {
-                return Err(invalid!("kernel {kernel:?} has an empty axis"));
-            }
-            let (out, pb, pe) = match w.auto_pad {
-                AutoPad::NotSet => {
-                    let (pb, pe) = (pads[d] as isize, pads[n + d] as isize);
-                    let room = i + pb + pe - span;
-                    if room < 0 {
-                        return Err(invalid!(
-                            "window of span {span} does not fit axis {d} of size {i} with pads ({pb}, {pe})"
-                        ));
-                    }
-                    let mut out = if ceil_mode {
-                        (room + s - 1) / s + 1
-                    } else {
-                        room / s + 1
-                    };
-                    // The last window must start inside the image or its leading pad.
-                    if ceil_mode && (out - 1) * s >= i + pb {
-                        out -= 1;
-                    }
-                    (out, pb, pe)
-                }
-                AutoPad::Valid => {
-                    if i < span {
-                        return Err(invalid!(
-                            "window of span {span} does not fit axis {d} of size {i}"
-                        ));
-                    }
-                    ((i - span) / s + 1, 0, 0)
-                }
-                AutoPad::SameUpper | AutoPad::SameLower => {
-                    let out = (i + s - 1) / s;
-                    let total = ((out - 1) * s + span - i).max(0);
-                    let small = total / 2;
-                    if w.auto_pad == AutoPad::SameUpper {
-                        (out, small, total - small)
-                    } else {
-                        (out, total - small, small)
-                    }
-                }
-            };
-            g.grid[d] = out.max(0) as usize;
-            g.pad_begin[d] = pb;
-            g.pad_end[d] = pe;
-        }
-        Ok(g)
+            strides: r.strides,
+            dilations: r.dilations,
+            pad_begin: r.pad_begin,
+            pad_end: r.pad_end,
+        })
     }
 
     pub fn kernel_size(&self) -> usize {
