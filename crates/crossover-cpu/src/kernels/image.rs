@@ -83,7 +83,7 @@ const PAD: usize = usize::MAX;
 /// Folds `x` into `[lo, hi]` by mirroring at the borders, as often as needed.
 fn reflect<T: Real>(x: T, lo: T, hi: T) -> T {
     let range = hi - lo;
-    if !(range > T::zero()) {
+    if range.is_nan() || range <= T::zero() {
         return lo;
     }
     let two = lit::<T>(2.0);
