@@ -261,6 +261,11 @@ pub enum ConvOp {
         pads: Option<Vec<i64>>,
         strides: Option<Vec<i64>>,
     },
+    /// Input channels split into `offset_group` groups, each with its own offsets and mask.
+    DeformConv {
+        conv: ConvAttrs,
+        offset_group: i64,
+    },
 }
 
 impl ConvOp {
@@ -313,6 +318,18 @@ impl ConvOp {
                     dilations: cx.ints("dilations")?,
                     pads: cx.ints("pads")?,
                     strides: cx.ints("strides")?,
+                })
+            })(),
+            "DeformConv" => (|| {
+                let offset_group = cx.int_or("offset_group", 1)?;
+                if offset_group < 1 {
+                    return Err(invalid_model!(
+                        "offset_group must be positive, got {offset_group}"
+                    ));
+                }
+                Ok(Self::DeformConv {
+                    conv: ConvAttrs::parse(cx)?,
+                    offset_group,
                 })
             })(),
             _ => return None,

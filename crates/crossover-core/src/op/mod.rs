@@ -7,6 +7,7 @@ mod attrs;
 pub mod control;
 pub mod conv;
 pub mod elementwise;
+pub mod image;
 pub mod layout;
 pub mod linalg;
 pub mod nn;
@@ -18,6 +19,7 @@ pub use attrs::NodeCtx;
 pub use control::ControlOp;
 pub use conv::ConvOp;
 pub use elementwise::ElementwiseOp;
+pub use image::ImageOp;
 pub use layout::LayoutOp;
 pub use linalg::LinalgOp;
 pub use nn::NnOp;
@@ -38,6 +40,7 @@ pub enum Op {
     Signal(SignalOp),
     Control(ControlOp),
     Rnn(RnnOp),
+    Image(ImageOp),
 }
 
 impl Op {
@@ -53,6 +56,7 @@ impl Op {
             Op::Signal(o) => o.into(),
             Op::Control(o) => o.into(),
             Op::Rnn(o) => o.into(),
+            Op::Image(o) => o.into(),
         }
     }
 
@@ -73,7 +77,8 @@ impl Op {
             .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)))
             .or_else(|| SignalOp::parse(cx).map(|r| r.map(Op::Signal)))
             .or_else(|| ControlOp::parse(cx).map(|r| r.map(Op::Control)))
-            .or_else(|| RnnOp::parse(cx).map(|r| r.map(Op::Rnn)));
+            .or_else(|| RnnOp::parse(cx).map(|r| r.map(Op::Rnn)))
+            .or_else(|| ImageOp::parse(cx).map(|r| r.map(Op::Image)));
         parsed.unwrap_or_else(|| {
             Err(Error::UnsupportedOp {
                 op: cx.op_type().to_string(),

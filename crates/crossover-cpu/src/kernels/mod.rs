@@ -7,6 +7,7 @@ pub mod broadcast;
 mod control;
 mod conv;
 mod elementwise;
+mod image;
 mod layout;
 mod linalg;
 mod nn;
@@ -38,5 +39,6 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Op::Signal(o) => signal::eval(o, &inputs),
         Op::Control(o) => control::eval(o, &inputs),
         Op::Rnn(o) => rnn::eval(o, &inputs),
+        Op::Image(o) => image::eval(o, &inputs),
     }
 }

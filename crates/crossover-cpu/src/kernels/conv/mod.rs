@@ -1,5 +1,6 @@
 //! Convolution and pooling kernels.
 
+mod deform;
 mod geometry;
 mod pool;
 
@@ -34,6 +35,9 @@ pub fn eval(op: &ConvOp, x: &Inputs) -> Result<Vec<Tensor>> {
             pads,
             strides,
         } => Ok(vec![col2im_op(x, dilations, pads, strides)?]),
+        ConvOp::DeformConv { conv, offset_group } => {
+            Ok(vec![deform::deform_conv_op(x, conv, *offset_group)?])
+        }
         other => pool::eval(other, x),
     }
 }
