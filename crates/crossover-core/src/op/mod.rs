@@ -13,6 +13,7 @@ pub mod nn;
 pub mod reduce;
 pub mod rnn;
 pub mod signal;
+pub mod text;
 
 pub use attrs::NodeCtx;
 pub use control::ControlOp;
@@ -24,6 +25,7 @@ pub use nn::NnOp;
 pub use reduce::ReduceOp;
 pub use rnn::RnnOp;
 pub use signal::SignalOp;
+pub use text::TextOp;
 
 use crate::{Error, Result};
 
@@ -38,6 +40,7 @@ pub enum Op {
     Signal(SignalOp),
     Control(ControlOp),
     Rnn(RnnOp),
+    Text(TextOp),
 }
 
 impl Op {
@@ -53,6 +56,7 @@ impl Op {
             Op::Signal(o) => o.into(),
             Op::Control(o) => o.into(),
             Op::Rnn(o) => o.into(),
+            Op::Text(o) => o.into(),
         }
     }
 
@@ -73,7 +77,8 @@ impl Op {
             .or_else(|| ReduceOp::parse(cx).map(|r| r.map(Op::Reduce)))
             .or_else(|| SignalOp::parse(cx).map(|r| r.map(Op::Signal)))
             .or_else(|| ControlOp::parse(cx).map(|r| r.map(Op::Control)))
-            .or_else(|| RnnOp::parse(cx).map(|r| r.map(Op::Rnn)));
+            .or_else(|| RnnOp::parse(cx).map(|r| r.map(Op::Rnn)))
+            .or_else(|| TextOp::parse(cx).map(|r| r.map(Op::Text)));
         parsed.unwrap_or_else(|| {
             Err(Error::UnsupportedOp {
                 op: cx.op_type().to_string(),

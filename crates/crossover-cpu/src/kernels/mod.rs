@@ -13,6 +13,7 @@ mod nn;
 mod reduce;
 mod rnn;
 mod signal;
+mod text;
 pub mod util;
 
 use crossover_core::{Op, Result, Tensor};
@@ -38,5 +39,6 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Op::Signal(o) => signal::eval(o, &inputs),
         Op::Control(o) => control::eval(o, &inputs),
         Op::Rnn(o) => rnn::eval(o, &inputs),
+        Op::Text(o) => text::eval(o, &inputs),
     }
 }
