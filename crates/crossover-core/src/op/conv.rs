@@ -134,6 +134,11 @@ pub enum ConvOp {
         pads: Option<Vec<i64>>,
         strides: Option<Vec<i64>>,
     },
+    /// Depthwise causal 1-D convolution that carries its last `k - 1` input positions.
+    CausalConvWithState {
+        /// Fused SiLU (`activation` "silu" or "swish") on the output.
+        silu: bool,
+    },
 }
 
 impl ConvOp {
@@ -187,6 +192,18 @@ impl ConvOp {
                     pads: cx.ints("pads")?,
                     strides: cx.ints("strides")?,
                 })
+            })(),
+            "CausalConvWithState" => (|| {
+                let silu = match cx.string_or("activation", "none")?.as_str() {
+                    "none" => false,
+                    "silu" | "swish" => true,
+                    other => {
+                        return Err(invalid_model!(
+                            "unknown CausalConvWithState activation {other:?}"
+                        ))
+                    }
+                };
+                Ok(Self::CausalConvWithState { silu })
             })(),
             _ => return None,
         })

@@ -1,5 +1,6 @@
 //! Convolution and pooling kernels.
 
+mod causal;
 mod geometry;
 mod pool;
 
@@ -34,6 +35,7 @@ pub fn eval(op: &ConvOp, x: &Inputs) -> Result<Vec<Tensor>> {
             pads,
             strides,
         } => Ok(vec![col2im_op(x, dilations, pads, strides)?]),
+        ConvOp::CausalConvWithState { silu } => causal::eval(x, *silu),
         other => pool::eval(other, x),
     }
 }
