@@ -266,6 +266,11 @@ pub enum ConvOp {
         conv: ConvAttrs,
         offset_group: i64,
     },
+    /// Depthwise causal 1-D convolution that carries its last `k - 1` input positions.
+    CausalConvWithState {
+        /// Fused SiLU (`activation` "silu" or "swish") on the output.
+        silu: bool,
+    },
 }
 
 impl ConvOp {
@@ -331,6 +336,18 @@ impl ConvOp {
                     conv: ConvAttrs::parse(cx)?,
                     offset_group,
                 })
+            })(),
+            "CausalConvWithState" => (|| {
+                let silu = match cx.string_or("activation", "none")?.as_str() {
+                    "none" => false,
+                    "silu" | "swish" => true,
+                    other => {
+                        return Err(invalid_model!(
+                            "unknown CausalConvWithState activation {other:?}"
+                        ))
+                    }
+                };
+                Ok(Self::CausalConvWithState { silu })
             })(),
             _ => return None,
         })

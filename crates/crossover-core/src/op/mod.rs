@@ -14,6 +14,7 @@ pub mod nn;
 pub mod reduce;
 pub mod rnn;
 pub mod signal;
+pub mod text;
 
 pub use attrs::NodeCtx;
 pub use control::ControlOp;
@@ -26,6 +27,7 @@ pub use nn::NnOp;
 pub use reduce::ReduceOp;
 pub use rnn::RnnOp;
 pub use signal::SignalOp;
+pub use text::TextOp;
 
 use crate::{Error, Result};
 
@@ -41,6 +43,7 @@ pub enum Op {
     Control(ControlOp),
     Rnn(RnnOp),
     Image(ImageOp),
+    Text(TextOp),
 }
 
 impl Op {
@@ -57,6 +60,7 @@ impl Op {
             Op::Control(o) => o.into(),
             Op::Rnn(o) => o.into(),
             Op::Image(o) => o.into(),
+            Op::Text(o) => o.into(),
         }
     }
 
@@ -78,7 +82,8 @@ impl Op {
             .or_else(|| SignalOp::parse(cx).map(|r| r.map(Op::Signal)))
             .or_else(|| ControlOp::parse(cx).map(|r| r.map(Op::Control)))
             .or_else(|| RnnOp::parse(cx).map(|r| r.map(Op::Rnn)))
-            .or_else(|| ImageOp::parse(cx).map(|r| r.map(Op::Image)));
+            .or_else(|| ImageOp::parse(cx).map(|r| r.map(Op::Image)))
+            .or_else(|| TextOp::parse(cx).map(|r| r.map(Op::Text)));
         parsed.unwrap_or_else(|| {
             Err(Error::UnsupportedOp {
                 op: cx.op_type().to_string(),

@@ -14,6 +14,7 @@ mod nn;
 mod reduce;
 mod rnn;
 mod signal;
+mod text;
 pub mod util;
 
 use crossover_core::{Op, Result, Tensor};
@@ -40,5 +41,6 @@ pub fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>> {
         Op::Control(o) => control::eval(o, &inputs),
         Op::Rnn(o) => rnn::eval(o, &inputs),
         Op::Image(o) => image::eval(o, &inputs),
+        Op::Text(o) => text::eval(o, &inputs),
     }
 }

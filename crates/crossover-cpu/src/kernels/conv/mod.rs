@@ -1,5 +1,6 @@
 //! Convolution and pooling kernels.
 
+mod causal;
 mod deform;
 mod geometry;
 mod pool;
@@ -38,6 +39,7 @@ pub fn eval(op: &ConvOp, x: &Inputs) -> Result<Vec<Tensor>> {
         ConvOp::DeformConv { conv, offset_group } => {
             Ok(vec![deform::deform_conv_op(x, conv, *offset_group)?])
         }
+        ConvOp::CausalConvWithState { silu } => causal::eval(x, *silu),
         other => pool::eval(other, x),
     }
 }
