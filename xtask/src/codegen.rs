@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
+#[cfg(feature = "codegen")]
 const PROTO_DIR: &str = "crates/crossover-core/proto";
+#[cfg(feature = "codegen")]
 const OUT_FILE: &str = "crates/crossover-core/src/onnx/generated.rs";
 
 #[cfg(feature = "codegen")]
