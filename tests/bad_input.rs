@@ -71,6 +71,8 @@ fn unsupported_ops_name_op_and_opset() {
         e.to_string().contains("unsupported op NoSuchOp (opset 17)"),
         "{e}"
     );
+    let e = err_of(relu_model().opset(99).into_model()).to_string();
+    assert!(e.contains("opset 99 is newer"), "{e}");
 }
 
 #[test]

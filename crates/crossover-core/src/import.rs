@@ -115,6 +115,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The newest default-domain opset whose semantics crossover implements: that of the
+/// `onnx` package the conformance suite pins.
+pub const MAX_OPSET: i64 = 28;
+
 fn default_opset(proto: &ModelProto) -> Result<i64> {
     let v = proto
         .opset_import
@@ -124,6 +128,11 @@ fn default_opset(proto: &ModelProto) -> Result<i64> {
         .ok_or_else(|| invalid_model!("the model imports no version of the default ONNX domain"))?;
     if v < 1 {
         return Err(invalid_model!("opset version {v} is not valid"));
+    }
+    if v > MAX_OPSET {
+        return Err(invalid_model!(
+            "opset {v} is newer than the newest crossover implements ({MAX_OPSET})"
+        ));
     }
     Ok(v)
 }

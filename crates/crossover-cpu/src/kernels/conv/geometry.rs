@@ -211,6 +211,7 @@ impl Geometry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossover_core::op::conv::AutoPad;
 
     fn window(pads: Option<Vec<i64>>, strides: Option<Vec<i64>>, auto_pad: AutoPad) -> Window {
         Window {
