@@ -9,7 +9,7 @@
 use crate::graph::{Dim, Node};
 use crate::op::conv::{ConvAttrs, ConvOp, PoolAttrs};
 use crate::op::elementwise::ElementwiseOp as E;
-use crate::op::layout::LayoutOp as L;
+use crate::op::layout::{slice_len, slice_range, split_sizes, LayoutOp as L};
 use crate::op::linalg::LinalgOp;
 use crate::op::nn::NnOp;
 use crate::op::reduce::ReduceOp as R;
@@ -167,6 +167,73 @@ fn rule(op: &Op, x: &[Fact]) -> Result<Vec<Inferred>> {
             L::Concat { axis } => vec![Inferred::new(x0.dtype, concat(x, *axis)?)],
             L::Gather { axis } => vec![Inferred::new(x0.dtype, gather(&x0, &input(1), *axis)?)],
             L::Expand => vec![Inferred::new(x0.dtype, expand(&x0, &input(1))?)],
+            L::Slice { starts, ends, axes } => {
+                let shape = match (starts, ends) {
+                    (Some(s), Some(e)) => slice(&x0, s, e, axes.as_deref(), None)?,
+                    _ => match (
+                        consts(&input(1))?,
+                        consts(&input(2))?,
+                        consts(&input(3))?,
+                        consts(&input(4))?,
+                    ) {
+                        (Known(Some(s)), Known(Some(e)), axes, steps)
+                            if axes.is_known() && steps.is_known() =>
+                        {
+                            slice(&x0, &s, &e, axes.get(), steps.get())?
+                        }
+                        _ => None,
+                    },
+                };
+                vec![Inferred::new(x0.dtype, shape)]
+            }
+            L::Split {
+                axis: a,
+                split,
+                num_outputs,
+            } => {
+                let sizes = match split {
+                    Some(s) => Known(Some(s.clone())),
+                    None => consts(&input(1))?,
+                };
+                let Some(s) = x0.shape else { return none() };
+                let a = axis(*a, s.len())?;
+                let sizes = match (sizes, s[a].fixed()) {
+                    (Known(Some(sizes)), d) => match d {
+                        Some(d) => split_sizes(d, Some(&sizes), sizes.len())?,
+                        None => crate::tensor::dims_to_shape(&sizes, "Split")?,
+                    },
+                    (Known(None), Some(d)) => split_sizes(d, None, *num_outputs)?,
+                    _ => return none(),
+                };
+                sizes
+                    .into_iter()
+                    .map(|n| {
+                        let mut shape = s.to_vec();
+                        shape[a] = Dim::Fixed(n);
+                        Inferred::new(x0.dtype, Some(shape))
+                    })
+                    .collect()
+            }
+            L::Tile => {
+                let shape = match (x0.shape, input(1).value) {
+                    (Some(s), Some(r)) => Some(tile(s, &r.to_i64_vec()?)?),
+                    _ => None,
+                };
+                vec![Inferred::new(x0.dtype, shape)]
+            }
+            L::Pad { pads, .. } => {
+                let pads = match pads {
+                    Some(p) => Known(Some(p.clone())),
+                    None => consts(&input(1))?,
+                };
+                let shape = match (x0.shape, pads, consts(&input(3))?) {
+                    (Some(s), Known(Some(p)), axes) if axes.is_known() => {
+                        Some(pad(s, &p, axes.get())?)
+                    }
+                    _ => None,
+                };
+                vec![Inferred::new(x0.dtype, shape)]
+            }
             L::Shape { start, end } => vec![shape_of(&x0, *start, *end)],
             L::Size => {
                 let value = x0
@@ -263,6 +330,122 @@ fn rule(op: &Op, x: &[Fact]) -> Result<Vec<Inferred>> {
         },
         _ => return none(),
     })
+}
+
+/// An optional integer-list input: absent, a known constant, or computed at run time.
+enum Ints {
+    Known(Option<Vec<i64>>),
+    Dynamic,
+}
+use Ints::{Dynamic, Known};
+
+impl Ints {
+    fn is_known(&self) -> bool {
+        matches!(self, Known(_))
+    }
+
+    fn get(&self) -> Option<&[i64]> {
+        match self {
+            Known(v) => v.as_deref(),
+            Dynamic => None,
+        }
+    }
+}
+
+fn consts(f: &Fact) -> Result<Ints> {
+    Ok(match (f.present, f.value) {
+        (false, _) => Known(None),
+        (true, Some(v)) => Known(Some(v.to_i64_vec()?)),
+        (true, None) => Dynamic,
+    })
+}
+
+fn slice(
+    x: &Fact,
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Option<Vec<Dim>>> {
+    let Some(s) = x.shape else { return Ok(None) };
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&a| axis(a, s.len())).collect::<Result<_>>()?,
+        None => (0..starts.len()).collect(),
+    };
+    if starts.len() != ends.len()
+        || axes.len() != starts.len()
+        || steps.is_some_and(|st| st.len() != starts.len())
+    {
+        return Err(invalid_model!(
+            "Slice starts, ends, axes and steps differ in length"
+        ));
+    }
+    let mut out = s.to_vec();
+    for (i, &a) in axes.iter().enumerate() {
+        let step = steps.map_or(1, |st| st[i]);
+        if step == 0 {
+            return Err(invalid_model!("Slice step 0 on axis {a}"));
+        }
+        out[a] = match s[a].fixed() {
+            Some(d) => {
+                let (lo, hi) = slice_range(d as i64, starts[i], ends[i], step);
+                Dim::Fixed(slice_len(lo, hi, step))
+            }
+            None => Dim::Unknown,
+        };
+    }
+    Ok(Some(out))
+}
+
+fn tile(s: &[Dim], repeats: &[i64]) -> Result<Vec<Dim>> {
+    if repeats.len() != s.len() {
+        return Err(invalid_model!(
+            "Tile has {} repeats for rank {}",
+            repeats.len(),
+            s.len()
+        ));
+    }
+    s.iter()
+        .zip(repeats)
+        .map(|(d, &r)| {
+            let r =
+                usize::try_from(r).map_err(|_| invalid_model!("Tile repeat {r} is negative"))?;
+            Ok(match (d, r) {
+                (_, 1) => d.clone(),
+                (Dim::Fixed(n), r) => Dim::Fixed(n * r),
+                _ => Dim::Unknown,
+            })
+        })
+        .collect()
+}
+
+fn pad(s: &[Dim], pads: &[i64], axes: Option<&[i64]>) -> Result<Vec<Dim>> {
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&a| axis(a, s.len())).collect::<Result<_>>()?,
+        None => (0..s.len()).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(invalid_model!(
+            "Pad has {} pads for {} axes",
+            pads.len(),
+            axes.len()
+        ));
+    }
+    let mut out = s.to_vec();
+    for (i, &a) in axes.iter().enumerate() {
+        let (b, e) = (pads[i], pads[i + axes.len()]);
+        out[a] = match &s[a] {
+            _ if b == 0 && e == 0 => s[a].clone(),
+            Dim::Fixed(n) => {
+                let n = *n as i64 + b + e;
+                Dim::Fixed(usize::try_from(n).map_err(|_| {
+                    invalid_model!("Pad {pads:?} leaves axis {a} with a negative size")
+                })?)
+            }
+            _ => Dim::Unknown,
+        };
+    }
+    Ok(out)
 }
 
 fn owned(s: Option<&[Dim]>) -> Option<Vec<Dim>> {
@@ -824,5 +1007,31 @@ mod tests {
             unsqueeze(&f(&x), Some(&[0, -1])).unwrap(),
             Some(vec![Fixed(1), p("b"), Fixed(1), Fixed(7), Fixed(1)])
         );
+    }
+
+    #[test]
+    fn slice_split_tile_pad() {
+        let x = [p("b"), Fixed(10), Fixed(4)];
+        assert_eq!(
+            slice(
+                &f(&x),
+                &[1, -1],
+                &[i64::MAX, 0],
+                Some(&[1, 2]),
+                Some(&[3, -1])
+            )
+            .unwrap(),
+            Some(vec![p("b"), Fixed(3), Fixed(3)])
+        );
+        assert!(slice(&f(&x), &[0], &[1], None, Some(&[0])).is_err());
+        assert_eq!(
+            tile(&x, &[1, 2, 1]).unwrap(),
+            vec![p("b"), Fixed(20), Fixed(4)]
+        );
+        assert_eq!(
+            pad(&x, &[0, 1, -1, 0, 2, 0], None).unwrap(),
+            vec![p("b"), Fixed(13), Fixed(3)]
+        );
+        assert!(pad(&x, &[0, -11], Some(&[1])).is_err());
     }
 }

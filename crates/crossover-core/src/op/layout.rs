@@ -2,7 +2,7 @@
 //! Gather, Pad, Resize and the like.
 
 use super::NodeCtx;
-use crate::{invalid_model, with_array, DType, Result, Tensor};
+use crate::{invalid, invalid_model, with_array, DType, Result, Tensor};
 
 /// How a scatter combines an update with the value already there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -508,5 +508,52 @@ impl LayoutOp {
                 other => return Err(invalid_model!("{other} is not a layout op")),
             })
         })())
+    }
+}
+
+/// The elements a Slice takes along an axis of size `dim`: the half-open range `lo..hi`,
+/// walked from `lo` with a positive `step`, or back from `hi - 1` with a negative one.
+pub fn slice_range(dim: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+    let fix = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+    let (start, end) = (fix(start), fix(end));
+    if step > 0 {
+        let s = start.clamp(0, dim);
+        (s, end.clamp(0, dim).max(s))
+    } else {
+        // Visits start, start+step, … while > end: the range (end, start] backwards.
+        let s = start.clamp(-1, dim - 1);
+        let e = end.clamp(-1, dim - 1);
+        (e + 1, (s + 1).max(e + 1))
+    }
+}
+
+/// How many elements `slice_range` with `step` yields.
+pub fn slice_len(lo: i64, hi: i64, step: i64) -> usize {
+    let n = (hi - lo).max(0) as u64;
+    n.div_ceil(step.unsigned_abs()) as usize
+}
+
+/// The sizes Split cuts an axis of size `dim` into: the explicit `split`, or
+/// `num_outputs` equal chunks with the last one smaller when `dim` does not divide.
+pub fn split_sizes(dim: usize, split: Option<&[i64]>, num_outputs: usize) -> Result<Vec<usize>> {
+    match split {
+        Some(s) => {
+            let sizes = crate::tensor::dims_to_shape(s, "Split")?;
+            if sizes.iter().sum::<usize>() != dim {
+                return Err(invalid!(
+                    "Split: sizes {sizes:?} do not add up to dimension {dim}"
+                ));
+            }
+            Ok(sizes)
+        }
+        None => {
+            if num_outputs == 0 {
+                return Err(invalid!("Split needs at least one output"));
+            }
+            let chunk = dim.div_ceil(num_outputs);
+            Ok((0..num_outputs)
+                .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
+                .collect())
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Reshaping, slicing, joining and filling kernels.
 
+use crossover_core::op::layout::{slice_range, split_sizes};
 use crossover_core::tensor::{checked_numel, dims_to_shape};
 use crossover_core::{invalid, map_array, with_array, ArcArrayD, DType, Element, Result, Tensor};
 use ndarray::{ArrayD, Axis, IxDyn, Slice};
@@ -136,27 +137,7 @@ pub fn split(
 ) -> Result<Vec<Tensor>> {
     let ax = norm_axis(axis, t.rank())?;
     let dim = t.shape()[ax];
-    let sizes: Vec<usize> = match split {
-        Some(s) => {
-            let s = dims_to_shape(s, "Split")?;
-            if s.iter().sum::<usize>() != dim {
-                return Err(invalid!(
-                    "Split: sizes {s:?} do not add up to dimension {dim}"
-                ));
-            }
-            s
-        }
-        None => {
-            if num_outputs == 0 {
-                return Err(invalid!("Split needs at least one output"));
-            }
-            // Equal chunks; the last is smaller when the dimension does not divide.
-            let chunk = dim.div_ceil(num_outputs);
-            (0..num_outputs)
-                .map(|i| chunk.min(dim.saturating_sub(i * chunk)))
-                .collect()
-        }
-    };
+    let sizes = split_sizes(dim, split, num_outputs)?;
     let mut start = 0;
     Ok(sizes
         .iter()
@@ -199,19 +180,8 @@ pub fn slice(
         if step == 0 {
             return Err(invalid!("Slice: step 0 on axis {ax}"));
         }
-        let fix = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
-        let (start, end) = (fix(starts[i]), fix(ends[i]));
-        let s = if step > 0 {
-            let s = start.clamp(0, dim);
-            let e = end.clamp(0, dim).max(s);
-            Slice::new(s as isize, Some(e as isize), step as isize)
-        } else {
-            // Visits start, start+step, … while > end: the range (end, start] backwards.
-            let s = start.clamp(-1, dim - 1);
-            let e = end.clamp(-1, dim - 1);
-            let (lo, hi) = (e + 1, (s + 1).max(e + 1));
-            Slice::new(lo as isize, Some(hi as isize), step as isize)
-        };
+        let (lo, hi) = slice_range(dim, starts[i], ends[i], step);
+        let s = Slice::new(lo as isize, Some(hi as isize), step as isize);
         out = map_array!(&out, a => {
             let mut v = a.clone();
             v.slice_axis_inplace(Axis(ax), s);
