@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crossover::core::npy;
 use crossover::zoo::ZooModel;
 use crossover::{Backend, CpuBackend, DeviceId, Dim, Error, Model, Result, Session, Tensor};
+use crossover_sched::{crossover as crossover_point, CostCurve, Sample};
 
 #[derive(Parser)]
 #[command(
@@ -230,10 +231,13 @@ fn tradeoffs(spec: &str, batches: &[usize], seq: usize, runs: usize) -> Result<(
         "{:<8} {:>6} {:>14} {:>16}",
         "device", "batch", "p50 latency", "throughput"
     );
+    let max_batch = batches.iter().copied().max().unwrap_or(1);
+    let mut curves = Vec::new();
     for dev in devices {
         let session = Session::builder()
             .device(dev.id.clone())
             .build(model.clone())?;
+        let mut samples = Vec::with_capacity(batches.len());
         for &batch in batches {
             let inputs = match zoo {
                 Some(z) => z.sample_inputs(batch, seq),
@@ -244,20 +248,52 @@ fn tradeoffs(spec: &str, batches: &[usize], seq: usize, runs: usize) -> Result<(
                 .map(|(n, t)| (n.as_str(), t.clone()))
                 .collect();
             session.run(&feed)?;
-            let mut times: Vec<Duration> = (0..runs.max(1))
-                .map(|_| {
-                    let t = Instant::now();
-                    session.run(&feed).map(|_| t.elapsed())
-                })
-                .collect::<Result<_>>()?;
-            times.sort();
-            let p50 = times[times.len() / 2];
+            let mut walls = Vec::with_capacity(runs.max(1));
+            let mut stages = Vec::with_capacity(runs.max(1));
+            for _ in 0..runs.max(1) {
+                let t = Instant::now();
+                let out = session.run_with_info(&feed)?;
+                walls.push(t.elapsed());
+                stages.push(out.timings);
+            }
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let stage = |f: fn(&crossover::StageTimings) -> Duration| {
+                median(stages.iter().map(|s| f(s).as_secs_f64()).collect())
+            };
+            samples.push(Sample {
+                batch,
+                upload: stage(|s| s.upload),
+                compute: stage(|s| s.compute),
+                download: stage(|s| s.download),
+            });
+            let p50 = median(walls.iter().map(Duration::as_secs_f64).collect());
             println!(
                 "{:<8} {:>6} {:>11.3} ms {:>11.1} /s",
                 dev.id.to_string(),
                 batch,
-                p50.as_secs_f64() * 1e3,
-                batch as f64 / p50.as_secs_f64()
+                p50 * 1e3,
+                batch as f64 / p50
+            );
+        }
+        curves.push((dev.id, CostCurve::new(samples)?));
+    }
+    println!();
+    for (id, curve) in &curves {
+        println!(
+            "{id}: {:.3} ms fixed per run; batch 1: {}",
+            curve.overhead() * 1e3,
+            curve.breakdown(1)
+        );
+    }
+    if let Some(((cpu, cpu_curve), gpus)) = curves.split_first() {
+        for (id, curve) in gpus {
+            println!(
+                "{id} beats {cpu}: {} (batch 1: {})",
+                crossover_point(cpu_curve, curve, max_batch),
+                curve.breakdown(1)
             );
         }
     }

@@ -91,6 +91,43 @@ fn devices_lists_the_cpu() {
 }
 
 #[test]
+fn tradeoffs_measures_each_batch_and_fits_a_curve() {
+    let out = crossover()
+        .args([
+            "tradeoffs",
+            "--model",
+            "mlp",
+            "--batch",
+            "1,4",
+            "--runs",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for batch in ["1", "4"] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().take(2).eq(["cpu", batch])),
+            "{text}"
+        );
+    }
+    let fit = text
+        .lines()
+        .find(|l| l.starts_with("cpu: "))
+        .expect("no curve line");
+    assert!(
+        fit.contains("ms fixed per run") && fit.contains("% compute"),
+        "{fit}"
+    );
+}
+
+#[test]
 fn errors_are_reported_not_panicked() {
     let out = crossover()
         .args(["run", "/no/such.onnx", "--out", "/tmp/x"])
