@@ -14,7 +14,7 @@ const MAX_FOLDED_BYTES: usize = 16 << 20;
 /// Runs the standard pipeline: constant folding with shape inference, then dead-node
 /// removal.
 pub fn optimize(graph: &mut Graph, eval: &dyn Evaluator) -> Result<()> {
-    fold_constants(graph, eval)?;
+    fold_and_infer(graph, eval)?;
     remove_dead_nodes(graph);
     Ok(())
 }
@@ -22,7 +22,7 @@ pub fn optimize(graph: &mut Graph, eval: &dyn Evaluator) -> Result<()> {
 /// Walks the nodes in order: evaluates every node whose inputs are all constants and
 /// stores its outputs as constants; infers the dtype and shape of every other node's
 /// outputs, folding those the shapes alone determine (`Shape` of a static tensor).
-pub fn fold_constants(graph: &mut Graph, eval: &dyn Evaluator) -> Result<()> {
+pub fn fold_and_infer(graph: &mut Graph, eval: &dyn Evaluator) -> Result<()> {
     let mut kept = Vec::with_capacity(graph.nodes.len());
     for node in std::mem::take(&mut graph.nodes) {
         let foldable = !node.op.is_nondeterministic()
