@@ -253,79 +253,33 @@ fn rule(op: &Op, x: &[Fact]) -> Result<Vec<Inferred>> {
             }
             _ => return none(),
         },
-        Op::Reduce(r) => match r {
-            R::ReduceSum {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceMean {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceMax {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceMin {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceProd {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceL1 {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceL2 {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceLogSum {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceLogSumExp {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            }
-            | R::ReduceSumSquare {
-                axes,
-                keep_dims,
-                noop_with_empty_axes,
-            } => {
-                let Some(axes) = axes_from(axes.as_deref(), &input(1))? else {
+        Op::Reduce(r) => match (r.reduction(), r) {
+            (Some(red), _) => {
+                let Some(axes) = axes_from(red.axes, &input(1))? else {
                     return none();
                 };
-                let shape = if axes.is_empty() && *noop_with_empty_axes {
+                let shape = if axes.is_empty() && red.noop_with_empty_axes {
                     owned(x0.shape)
                 } else {
-                    reduce(&x0, &axes, *keep_dims)?
+                    reduce(&x0, &axes, red.keep_dims)?
                 };
                 vec![Inferred::new(x0.dtype, shape)]
             }
-            R::ArgMax {
-                axis, keep_dims, ..
-            }
-            | R::ArgMin {
-                axis, keep_dims, ..
-            } => {
+            (
+                None,
+                R::ArgMax {
+                    axis, keep_dims, ..
+                }
+                | R::ArgMin {
+                    axis, keep_dims, ..
+                },
+            ) => {
                 vec![Inferred::new(
                     Some(DType::I64),
                     reduce(&x0, &[*axis], *keep_dims)?,
                 )]
             }
-            R::CumSum { .. } | R::CumProd { .. } => vec![Inferred::like(&x0)],
+            (None, R::CumSum { .. } | R::CumProd { .. }) => vec![Inferred::like(&x0)],
             _ => return none(),
         },
         _ => return none(),

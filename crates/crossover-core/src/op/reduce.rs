@@ -90,7 +90,78 @@ pub enum ReduceOp {
     },
 }
 
+/// The attributes every `Reduce*` op shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reduction<'a> {
+    /// From the attribute (before opset 18 for most); otherwise from input 1.
+    pub axes: Option<&'a [i64]>,
+    pub keep_dims: bool,
+    pub noop_with_empty_axes: bool,
+}
+
 impl ReduceOp {
+    /// The shared attributes, for the `Reduce*` ops.
+    pub fn reduction(&self) -> Option<Reduction<'_>> {
+        use ReduceOp as R;
+        match self {
+            R::ReduceSum {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceMean {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceMax {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceMin {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceProd {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceL1 {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceL2 {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceLogSum {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceLogSumExp {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            }
+            | R::ReduceSumSquare {
+                axes,
+                keep_dims,
+                noop_with_empty_axes,
+            } => Some(Reduction {
+                axes: axes.as_deref(),
+                keep_dims: *keep_dims,
+                noop_with_empty_axes: *noop_with_empty_axes,
+            }),
+            _ => None,
+        }
+    }
+
     pub(crate) fn parse(cx: &NodeCtx) -> Option<Result<Self>> {
         let op = cx.op_type();
         Some(match op {

@@ -4,7 +4,7 @@
 //! hot loops run over contiguous slices.
 
 use crossover_core::op::ReduceOp;
-use crossover_core::{Result, Tensor};
+use crossover_core::{invalid, Result, Tensor};
 
 use super::Inputs;
 
@@ -49,82 +49,6 @@ pub fn eval(op: &ReduceOp, x: &Inputs) -> Result<Vec<Tensor>> {
     let name: &'static str = op.into();
     use ReduceOp as R;
     let out = match op {
-        R::ReduceSum {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceMean {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceMax {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceMin {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceProd {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceL1 {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceL2 {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceLogSum {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceLogSumExp {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        }
-        | R::ReduceSumSquare {
-            axes,
-            keep_dims,
-            noop_with_empty_axes,
-        } => {
-            let kind = match op {
-                R::ReduceSum { .. } => Kind::Sum,
-                R::ReduceMean { .. } => Kind::Mean,
-                R::ReduceMax { .. } => Kind::Max,
-                R::ReduceMin { .. } => Kind::Min,
-                R::ReduceProd { .. } => Kind::Prod,
-                R::ReduceL1 { .. } => Kind::L1,
-                R::ReduceL2 { .. } => Kind::L2,
-                R::ReduceLogSum { .. } => Kind::LogSum,
-                R::ReduceLogSumExp { .. } => Kind::LogSumExp,
-                _ => Kind::SumSquare,
-            };
-            let axes = match (axes, x.opt(1)) {
-                (Some(a), _) => a.clone(),
-                (None, Some(a)) => a.to_i64_vec()?,
-                (None, None) => Vec::new(),
-            };
-            vec![reduction::reduce(
-                x.get(0)?,
-                kind,
-                &axes,
-                *keep_dims,
-                *noop_with_empty_axes,
-                name,
-            )?]
-        }
         R::ArgMax {
             axis,
             keep_dims,
@@ -187,6 +111,40 @@ pub fn eval(op: &ReduceOp, x: &Inputs) -> Result<Vec<Tensor>> {
             x.opt(4),
             *center_point_box,
         )?],
+        other => vec![reduce(other, x, name)?],
     };
     Ok(out)
+}
+
+/// The `Reduce*` ops.
+fn reduce(op: &ReduceOp, x: &Inputs, name: &'static str) -> Result<Tensor> {
+    use ReduceOp as R;
+    let red = op
+        .reduction()
+        .ok_or_else(|| invalid!("{name} is not a Reduce* op"))?;
+    let kind = match op {
+        R::ReduceSum { .. } => Kind::Sum,
+        R::ReduceMean { .. } => Kind::Mean,
+        R::ReduceMax { .. } => Kind::Max,
+        R::ReduceMin { .. } => Kind::Min,
+        R::ReduceProd { .. } => Kind::Prod,
+        R::ReduceL1 { .. } => Kind::L1,
+        R::ReduceL2 { .. } => Kind::L2,
+        R::ReduceLogSum { .. } => Kind::LogSum,
+        R::ReduceLogSumExp { .. } => Kind::LogSumExp,
+        _ => Kind::SumSquare,
+    };
+    let axes = match (red.axes, x.opt(1)) {
+        (Some(a), _) => a.to_vec(),
+        (None, Some(a)) => a.to_i64_vec()?,
+        (None, None) => Vec::new(),
+    };
+    reduction::reduce(
+        x.get(0)?,
+        kind,
+        &axes,
+        red.keep_dims,
+        red.noop_with_empty_axes,
+        name,
+    )
 }
