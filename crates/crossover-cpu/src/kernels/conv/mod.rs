@@ -169,14 +169,12 @@ fn conv<T: Real>(
         }
         Ok(())
     };
-    let yd = y.as_slice_mut().expect("fresh array");
-    if mg * p > 0 {
-        if tasks > 1 {
-            yd.par_chunks_mut(mg * p).enumerate().try_for_each(run)?;
-        } else {
-            yd.chunks_mut(mg * p).enumerate().try_for_each(run)?;
-        }
-    }
+    for_each_chunk(
+        y.as_slice_mut().expect("fresh array"),
+        mg * p,
+        tasks > 1,
+        run,
+    )?;
     Ok(y)
 }
 
@@ -437,14 +435,12 @@ fn conv_transpose<T: Real>(
         }
         Ok(())
     };
-    let yd = y.as_slice_mut().expect("fresh array");
-    if mg * pout > 0 {
-        if tasks > 1 {
-            yd.par_chunks_mut(mg * pout).enumerate().try_for_each(run)?;
-        } else {
-            yd.chunks_mut(mg * pout).enumerate().try_for_each(run)?;
-        }
-    }
+    for_each_chunk(
+        y.as_slice_mut().expect("fresh array"),
+        mg * pout,
+        tasks > 1,
+        run,
+    )?;
     Ok(y)
 }
 
@@ -508,6 +504,23 @@ fn col2im_op(
     }
     let y = if dt == DType::F64 { go!(f64) } else { go!(f32) };
     y.cast(t.dtype())
+}
+
+/// Runs `f` on each `chunk`-long piece of `out` (one image × group of a convolution's
+/// output), across threads when `parallel`.
+fn for_each_chunk<T, F>(out: &mut [T], chunk: usize, parallel: bool, f: F) -> Result<()>
+where
+    T: Send,
+    F: Fn((usize, &mut [T])) -> Result<()> + Send + Sync,
+{
+    if chunk == 0 {
+        return Ok(());
+    }
+    if parallel {
+        out.par_chunks_mut(chunk).enumerate().try_for_each(f)
+    } else {
+        out.chunks_mut(chunk).enumerate().try_for_each(f)
+    }
 }
 
 #[cfg(test)]
