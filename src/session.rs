@@ -49,6 +49,7 @@ impl SessionBuilder {
             graph.clone(),
             &CompileOptions {
                 threads: self.threads,
+                ..CompileOptions::default()
             },
         )?;
         Ok(Session {

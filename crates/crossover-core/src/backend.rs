@@ -86,10 +86,22 @@ pub struct DeviceInfo {
     pub compute_units: usize,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct CompileOptions {
     /// Worker threads for backends that use host threads; `None` = all cores.
     pub threads: Option<usize>,
+    /// Runs the nodes a GPU backend cannot run itself, on host tensors, inside the same
+    /// plan (as ONNX Runtime's CPU fallback). `None`: such nodes fail to compile.
+    pub host_fallback: Option<Arc<dyn Evaluator>>,
+}
+
+impl fmt::Debug for CompileOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompileOptions")
+            .field("threads", &self.threads)
+            .field("host_fallback", &self.host_fallback.is_some())
+            .finish()
+    }
 }
 
 /// Where the time of one run went.
@@ -141,8 +153,9 @@ pub trait Executable: Send + Sync {
     fn memory(&self) -> MemoryUsage;
 }
 
-/// Evaluates one node on host tensors; used by constant folding.
-pub trait Evaluator {
+/// Evaluates one node on host tensors; used by constant folding and by GPU backends for
+/// the nodes they place on the host.
+pub trait Evaluator: Send + Sync {
     fn eval(&self, node: &Node, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>>;
 }
 

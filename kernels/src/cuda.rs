@@ -1,0 +1,1 @@
+//! CUDA kernels: the committed PTX of each source in `kernels/cuda/`, with launch metadata.

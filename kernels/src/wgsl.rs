@@ -1,0 +1,1 @@
+//! WGSL compute shaders from `kernels/wgsl/`, with their entry points and bindings.
