@@ -43,6 +43,10 @@ pub enum Error {
     },
     #[error("device {device}: {message}")]
     Device { device: String, message: String },
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
 }
 
 /// The broad class of an error, for callers that map errors onto their own types
@@ -57,6 +61,57 @@ pub enum ErrorKind {
     Unsupported,
     /// A device failed.
     Device,
+    /// Every queue that could take the request is full; retry later.
+    Overloaded,
+    /// The request's deadline passed before it could run.
+    DeadlineExceeded,
+}
+
+/// Lets one failure answer every request of a batch. An I/O error keeps its kind and
+/// message (`std::io::Error` itself is not `Clone`).
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        match self {
+            Error::Io { path, source } => Error::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Decode(m) => Error::Decode(m.clone()),
+            Error::InvalidModel(m) => Error::InvalidModel(m.clone()),
+            Error::UnsupportedOp { op, opset } => Error::UnsupportedOp {
+                op: op.clone(),
+                opset: *opset,
+            },
+            Error::UnsupportedDType(m) => Error::UnsupportedDType(m.clone()),
+            Error::Unsupported(m) => Error::Unsupported(m.clone()),
+            Error::DTypeMismatch { expected, got } => Error::DTypeMismatch {
+                expected: *expected,
+                got: *got,
+            },
+            Error::ShapeMismatch(m) => Error::ShapeMismatch(m.clone()),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::TooLarge {
+                shape,
+                dtype,
+                limit,
+            } => Error::TooLarge {
+                shape: shape.clone(),
+                dtype: *dtype,
+                limit: *limit,
+            },
+            Error::Node { node, op, source } => Error::Node {
+                node: node.clone(),
+                op: op.clone(),
+                source: source.clone(),
+            },
+            Error::Device { device, message } => Error::Device {
+                device: device.clone(),
+                message: message.clone(),
+            },
+            Error::Overloaded(m) => Error::Overloaded(m.clone()),
+            Error::DeadlineExceeded(m) => Error::DeadlineExceeded(m.clone()),
+        }
+    }
 }
 
 impl Error {
@@ -72,6 +127,8 @@ impl Error {
             | Error::TooLarge { .. } => ErrorKind::InvalidArgument,
             Error::Node { source, .. } => source.kind(),
             Error::Device { .. } => ErrorKind::Device,
+            Error::Overloaded(_) => ErrorKind::Overloaded,
+            Error::DeadlineExceeded(_) => ErrorKind::DeadlineExceeded,
         }
     }
 

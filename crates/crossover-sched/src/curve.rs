@@ -11,7 +11,7 @@ use std::fmt;
 use crossover_core::{invalid, Result};
 
 /// One calibration measurement: the median stage times of runs at one batch size.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub batch: usize,
     /// Host to device copies, seconds (zero on the CPU).
@@ -78,6 +78,25 @@ impl CostCurve {
             samples: unique,
             overhead,
         })
+    }
+
+    /// Refines the curve with an observed run: the measurement at that batch size moves
+    /// `weight` (0..=1) of the way to it, or the run becomes a new measurement.
+    pub fn observe(&mut self, run: Sample, weight: f64) {
+        let ok = [run.upload, run.compute, run.download]
+            .iter()
+            .all(|t| t.is_finite() && *t >= 0.0);
+        if run.batch == 0 || !ok {
+            return;
+        }
+        let at = self.samples.partition_point(|p| p.batch < run.batch);
+        match self.samples.get_mut(at) {
+            Some(p) if p.batch == run.batch => {
+                *p = p.scaled_lerp(&run, weight.clamp(0.0, 1.0), run.batch)
+            }
+            _ => self.samples.insert(at, run),
+        }
+        self.overhead = intercept(&self.samples).clamp(0.0, self.samples[0].compute);
     }
 
     pub fn samples(&self) -> &[Sample] {

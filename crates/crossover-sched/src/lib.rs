@@ -1,9 +1,25 @@
-//! The scheduler: what each device costs at each batch size, and where the GPU starts to
-//! beat the CPU.
+//! The scheduler: which devices a session has, what each costs at each batch size, and
+//! which one serves each request.
 //!
-//! [`curve`] turns calibration measurements into a [`CostCurve`] per device and answers
-//! the crossover question between two of them with the breakdown that explains it.
+//! - [`devices`]: discovery and selection (`auto`, `cuda:0,cpu`, exclusions).
+//! - [`profile`]: calibration at batch sizes 1, 2, 4, … and the on-disk profile cache.
+//! - [`curve`]: cost curves, the crossover batch size and its breakdown.
+//! - [`policy`]: latency, throughput, cost and pinned routing, as pure functions.
+//! - [`scheduler`]: per-device queues with dynamic batching, routing, faults, counters.
+//! - [`batch`]: joining requests into one run and cutting the outputs back.
 
+pub mod batch;
 pub mod curve;
+pub mod devices;
+pub mod policy;
+pub mod profile;
+pub mod scheduler;
+pub mod stats;
 
+pub use batch::BatchAxis;
 pub use curve::{crossover, Breakdown, CostCurve, Crossover, Sample};
+pub use devices::{discover, Discovery, Found, Missing, Selection};
+pub use policy::{parse_prices, Policy, Route};
+pub use profile::{calibrate, CalibrationOptions, Profile, ProfileCache, Step};
+pub use scheduler::{DeviceSlot, QueueConfig, Reply, RunInfo, Scheduler, Ticket};
+pub use stats::{DeviceStats, Percentiles};
