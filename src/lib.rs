@@ -20,4 +20,9 @@ pub use crossover_core::{
     Model, Result, RunOutput, StageTimings, Tensor, ValueInfo,
 };
 pub use crossover_cpu::CpuBackend;
-pub use session::{Session, SessionBuilder};
+pub use crossover_sched as sched;
+pub use crossover_sched::{
+    CalibrationOptions, DeviceStats, Policy, Profile, ProfileCache, Reply, RunInfo, Selection,
+    Ticket,
+};
+pub use session::{ProfileStore, Session, SessionBuilder};

@@ -2,13 +2,22 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use crossover::core::npy;
+use crossover::sched::{discover, parse_prices};
 use crossover::zoo::ZooModel;
-use crossover::{Backend, CpuBackend, DeviceId, Dim, Error, Model, Result, Session, Tensor};
-use crossover_sched::{crossover as crossover_point, CostCurve, Sample};
+use crossover::{
+    CalibrationOptions, DeviceId, Dim, Error, Model, Policy, Profile, Result, Session, Tensor,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+mod replay;
+mod report;
+
+use replay::Workload;
+use report::{price_of, Report};
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List the devices crossover can use: kind, name, memory, compute units.
+    /// List the devices on this machine: kind, name, memory, whether usable and why not.
     Devices,
     /// Describe a model: inputs, outputs, opset, op histogram, parameters.
     Info {
@@ -40,28 +49,73 @@ enum Command {
         /// Folder for the outputs (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Device to run on: cpu, cuda:N or wgpu:N.
+        /// Devices: auto, or names such as cpu or cuda:0,cpu.
         #[arg(long, default_value = "cpu")]
         device: String,
         /// CPU worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Measure latency and throughput at several batch sizes on every device present.
+    /// Measure a model on every device: curves, crossover, breakdown, memory, cost.
+    Profile {
+        /// An .onnx file, or a built-in model: mlp, cnn, encoder.
+        model: String,
+        #[command(flatten)]
+        common: Common,
+        /// Write the report as JSON (the input of `crossover plan`).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Draw latency and throughput against batch size as SVG.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// The main job: profile a model on every device, then replay a mixed workload under
+    /// each policy and the single-device and round-robin baselines.
     Tradeoffs {
         /// An .onnx file, or a built-in model: mlp, cnn, encoder.
         #[arg(long, default_value = "encoder")]
         model: String,
-        /// Batch sizes to measure.
-        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
-        batch: Vec<usize>,
-        /// Sequence length for models with a `sequence` dimension.
-        #[arg(long, default_value_t = 128)]
-        seq: usize,
-        /// Timed runs per batch size (after one warm-up run).
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
+        #[command(flatten)]
+        common: Common,
+        /// Requests per replay.
+        #[arg(long, default_value_t = 150)]
+        requests: usize,
+        /// Mean arrivals per second; default: 60% of what the best device sustains.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Share of requests that are bulk batches.
+        #[arg(long, default_value_t = 0.1)]
+        bulk_share: f64,
+        /// Samples per bulk request.
+        #[arg(long, default_value_t = 8)]
+        bulk: usize,
+        /// Latency target of the cost policy, milliseconds.
+        #[arg(long, default_value_t = 250.0)]
+        slo_ms: f64,
     },
+}
+
+/// Options shared by the commands that calibrate.
+#[derive(clap::Args)]
+struct Common {
+    /// Devices: auto, or names such as cpu,wgpu:0.
+    #[arg(long, default_value = "auto")]
+    devices: String,
+    /// Largest batch size to calibrate.
+    #[arg(long, default_value_t = 32)]
+    max_batch: usize,
+    /// Time budget per device for calibration, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    budget_s: f64,
+    /// Length of the `sequence` dimension, for models that have one.
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Dollars per hour per device (a kind applies to all its devices), for cost figures.
+    #[arg(long, default_value = "cpu=0.10,wgpu=1.00,cuda=2.50")]
+    price: String,
+    /// CPU worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -76,12 +130,31 @@ fn main() -> ExitCode {
             device,
             threads,
         } => run(&model, &inputs, &out, &device, threads),
+        Command::Profile {
+            model,
+            common,
+            json,
+            svg,
+        } => profile(&model, &common, json.as_deref(), svg.as_deref()),
         Command::Tradeoffs {
             model,
-            batch,
-            seq,
-            runs,
-        } => tradeoffs(&model, &batch, seq, runs),
+            common,
+            requests,
+            rate,
+            bulk_share,
+            bulk,
+            slo_ms,
+        } => tradeoffs(
+            &model,
+            &common,
+            Mix {
+                requests,
+                rate,
+                bulk_share,
+                bulk,
+                slo_ms,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,20 +182,40 @@ fn gib(bytes: u64) -> String {
 }
 
 fn devices() -> Result<()> {
-    let cpu = CpuBackend::new().info();
+    let found = discover();
     println!(
-        "{:<8} {:<6} {:<44} {:>12} {:>12} {:>6}  status",
+        "{:<8} {:<6} {:<44} {:>10} {:>10} {:>6}  status",
         "device", "kind", "name", "memory", "free", "units"
     );
-    println!(
-        "{:<8} {:<6} {:<44} {:>12} {:>12} {:>6}  usable",
-        cpu.id.to_string(),
-        cpu.id.kind.to_string(),
-        cpu.name,
-        gib(cpu.memory_total),
-        gib(cpu.memory_free),
-        cpu.compute_units
-    );
+    for f in &found.found {
+        let i = &f.info;
+        println!(
+            "{:<8} {:<6} {:<44} {:>10} {:>10} {:>6}  {}",
+            i.id.to_string(),
+            i.id.kind.to_string(),
+            i.name,
+            gib(i.memory_total),
+            gib(i.memory_free),
+            i.compute_units,
+            if f.software {
+                "usable (software; used only when named or when no other GPU exists)"
+            } else {
+                "usable"
+            }
+        );
+    }
+    for m in &found.missing {
+        println!(
+            "{:<8} {:<6} {:<44} {:>10} {:>10} {:>6}  unavailable: {}",
+            "-",
+            m.kind.to_string(),
+            "-",
+            "-",
+            "-",
+            "-",
+            m.reason
+        );
+    }
     Ok(())
 }
 
@@ -180,8 +273,7 @@ fn run(
     device: &str,
     threads: Option<usize>,
 ) -> Result<()> {
-    let device: DeviceId = device.parse()?;
-    let mut builder = Session::builder().device(device);
+    let mut builder = Session::builder().devices(device.parse()?);
     if let Some(t) = threads {
         builder = builder.threads(t);
     }
@@ -213,98 +305,76 @@ fn run(
     }
     println!(
         "ran on {} in {:.3} ms",
-        session.device(),
-        result.timings.total().as_secs_f64() * 1e3
+        result.device(),
+        result.timings().total().as_secs_f64() * 1e3
     );
     Ok(())
 }
 
-fn tradeoffs(spec: &str, batches: &[usize], seq: usize, runs: usize) -> Result<()> {
-    let zoo = spec.parse::<ZooModel>().ok();
-    let model = load_model(spec)?;
-    let devices = vec![CpuBackend::new().info()];
-    println!(
-        "model {spec}: {} nodes, sequence length {seq} where it applies",
-        model.graph.nodes.len()
+/// A session on the chosen devices, calibrated (or loaded from the profile cache) with
+/// one sample of the model's inputs, with a progress bar.
+fn calibrated_session(
+    model: &Model,
+    sample: &[(String, Tensor)],
+    common: &Common,
+    policy: Policy,
+) -> Result<Session> {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("calibrating {msg:<8} [{bar:30}] {pos}/{len} batch sizes")
+            .expect("a valid template")
+            .progress_chars("=> "),
     );
-    println!(
-        "{:<8} {:>6} {:>14} {:>16}",
-        "device", "batch", "p50 latency", "throughput"
-    );
-    let max_batch = batches.iter().copied().max().unwrap_or(1);
-    let mut curves = Vec::new();
-    for dev in devices {
-        let session = Session::builder()
-            .device(dev.id.clone())
-            .build(model.clone())?;
-        let mut samples = Vec::with_capacity(batches.len());
-        for &batch in batches {
-            let inputs = match zoo {
-                Some(z) => z.sample_inputs(batch, seq),
-                None => synthetic_inputs(&session, batch, seq)?,
-            };
-            let feed: Vec<(&str, Tensor)> = inputs
-                .iter()
-                .map(|(n, t)| (n.as_str(), t.clone()))
-                .collect();
-            session.run(&feed)?;
-            let mut walls = Vec::with_capacity(runs.max(1));
-            let mut stages = Vec::with_capacity(runs.max(1));
-            for _ in 0..runs.max(1) {
-                let t = Instant::now();
-                let out = session.run_with_info(&feed)?;
-                walls.push(t.elapsed());
-                stages.push(out.timings);
-            }
-            let median = |mut v: Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            let stage = |f: fn(&crossover::StageTimings) -> Duration| {
-                median(stages.iter().map(|s| f(s).as_secs_f64()).collect())
-            };
-            samples.push(Sample {
-                batch,
-                upload: stage(|s| s.upload),
-                compute: stage(|s| s.compute),
-                download: stage(|s| s.download),
-            });
-            let p50 = median(walls.iter().map(Duration::as_secs_f64).collect());
-            println!(
-                "{:<8} {:>6} {:>11.3} ms {:>11.1} /s",
-                dev.id.to_string(),
-                batch,
-                p50 * 1e3,
-                batch as f64 / p50
-            );
-        }
-        curves.push((dev.id, CostCurve::new(samples)?));
+    let progress = bar.clone();
+    let mut builder = Session::builder()
+        .devices(common.devices.parse()?)
+        .policy(policy)
+        .sample_inputs(sample.to_vec())
+        .calibration(calibration(common))
+        .on_calibration(move |step| {
+            progress.set_length(step.planned as u64);
+            progress.set_position(step.done as u64);
+            progress.set_message(step.device.to_string());
+        });
+    if let Some(t) = common.threads {
+        builder = builder.threads(t);
     }
-    println!();
-    for (id, curve) in &curves {
-        println!(
-            "{id}: {:.3} ms fixed per run; batch 1: {}",
-            curve.overhead() * 1e3,
-            curve.breakdown(1)
-        );
-    }
-    if let Some(((cpu, cpu_curve), gpus)) = curves.split_first() {
-        for (id, curve) in gpus {
-            println!(
-                "{id} beats {cpu}: {} (batch 1: {})",
-                crossover_point(cpu_curve, curve, max_batch),
-                curve.breakdown(1)
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Zero inputs for a model file: named dimensions become `batch` first, then `seq`.
-fn synthetic_inputs(session: &Session, batch: usize, seq: usize) -> Result<Vec<(String, Tensor)>> {
+    let session = builder.build(model.clone());
+    bar.finish_and_clear();
     session
-        .inputs()
-        .iter()
+}
+
+/// Measures every device of `session` now, with a progress bar.
+fn measure(session: &Session, common: &Common) -> Result<Vec<Profile>> {
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("measuring {msg:<8} [{bar:30}] {pos}/{len} batch sizes")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let profiles = session.profile(&calibration(common), &mut |s| {
+        bar.set_length(s.planned as u64);
+        bar.set_position(s.done as u64);
+        bar.set_message(s.device.to_string());
+    });
+    bar.finish_and_clear();
+    profiles
+}
+
+fn calibration(common: &Common) -> CalibrationOptions {
+    CalibrationOptions {
+        max_batch: common.max_batch.max(1),
+        time_budget: Some(Duration::from_secs_f64(common.budget_s.max(0.0))),
+    }
+}
+
+/// One sample (batch 1) of inputs: the built-in model's own, or zeros shaped from the
+/// declared inputs with named dimensions set to `seq`.
+fn sample_inputs(spec: &str, model: &Model, seq: usize) -> Result<Vec<(String, Tensor)>> {
+    if let Ok(z) = spec.parse::<ZooModel>() {
+        return Ok(z.sample_inputs(1, seq));
+    }
+    model
+        .graph
+        .input_infos()
         .map(|v| {
             let dtype = v.dtype.unwrap_or(crossover::DType::F32);
             let shape: Vec<usize> = v
@@ -313,9 +383,154 @@ fn synthetic_inputs(session: &Session, batch: usize, seq: usize) -> Result<Vec<(
                 .unwrap_or(&[])
                 .iter()
                 .enumerate()
-                .map(|(i, d)| d.fixed().unwrap_or(if i == 0 { batch } else { seq }))
+                .map(|(i, d)| d.fixed().unwrap_or(if i == 0 { 1 } else { seq }))
                 .collect();
             Ok((v.name.clone(), Tensor::zeros(dtype, &shape)?))
         })
         .collect()
+}
+
+fn profile(spec: &str, common: &Common, json: Option<&Path>, svg: Option<&Path>) -> Result<()> {
+    let model = load_model(spec)?;
+    let sample = sample_inputs(spec, &model, common.seq)?;
+    let session = calibrated_session(&model, &sample, common, Policy::Latency)?;
+    let profiles = measure(&session, common)?;
+    let report = Report::new(spec.to_string(), profiles, parse_prices(&common.price)?)?;
+    report.print()?;
+    for (id, m) in session.memory() {
+        println!(
+            "{id}: {:.1} MiB of weights held, {:.1} MiB workspace",
+            m.weights as f64 / (1 << 20) as f64,
+            m.workspace as f64 / (1 << 20) as f64
+        );
+    }
+    if let Some(path) = json {
+        report.write_json(path)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = svg {
+        report.write_svg(path)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+struct Mix {
+    requests: usize,
+    rate: Option<f64>,
+    bulk_share: f64,
+    bulk: usize,
+    slo_ms: f64,
+}
+
+fn tradeoffs(spec: &str, common: &Common, mix: Mix) -> Result<()> {
+    let model = load_model(spec)?;
+    let sample = sample_inputs(spec, &model, common.seq)?;
+    let prices = parse_prices(&common.price)?;
+    println!(
+        "model {spec}: {} nodes; calibrating every device (cached after the first time)",
+        model.graph.nodes.len()
+    );
+    let probe = calibrated_session(&model, &sample, common, Policy::Latency)?;
+    let profiles = match probe.profiles() {
+        [] => measure(&probe, common)?,
+        cached => cached.to_vec(),
+    };
+    let devices: Vec<DeviceId> = probe.devices().into_iter().map(|d| d.id).collect();
+    drop(probe);
+    let report = Report::new(spec.to_string(), profiles.clone(), prices.clone())?;
+    report.print()?;
+
+    // Offered load: a share of what the best single device sustains on this mix.
+    let curves: Vec<_> = profiles.iter().map(|p| p.curve()).collect::<Result<_>>()?;
+    let capacity = curves
+        .iter()
+        .map(|c| {
+            1.0 / ((1.0 - mix.bulk_share) * c.latency(1) + mix.bulk_share * c.latency(mix.bulk))
+        })
+        .fold(0.0, f64::max);
+    let rate = mix.rate.unwrap_or(0.6 * capacity);
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(crossover::core::invalid!(
+            "the arrival rate must be a positive number, got {rate}"
+        ));
+    }
+    let workload = Workload {
+        requests: mix.requests,
+        rate,
+        bulk_share: mix.bulk_share,
+        bulk: mix.bulk,
+        seed: 7,
+    };
+    let trace = workload.trace()?;
+    println!();
+    println!(
+        "replaying {} requests ({:.0}% bulk of {} samples, the rest single) at {rate:.1}/s, Poisson arrivals",
+        mix.requests,
+        mix.bulk_share * 100.0,
+        mix.bulk
+    );
+    let single: Vec<Tensor> = sample.iter().map(|(_, t)| t.clone()).collect();
+    let inputs = |n: usize| -> Result<Vec<Tensor>> {
+        let copies: Vec<&[Tensor]> = (0..n).map(|_| single.as_slice()).collect();
+        crossover::sched::batch::join(&copies)
+    };
+    let mut scenarios: Vec<(String, Policy)> = vec![
+        ("latency".into(), Policy::Latency),
+        ("throughput".into(), Policy::Throughput),
+        (
+            format!("cost<{:.0}ms", mix.slo_ms),
+            Policy::Cost {
+                prices: devices
+                    .iter()
+                    .map(|d| {
+                        Ok((
+                            d.clone(),
+                            price_of(&prices, d)
+                                .ok_or_else(|| crossover::core::invalid!("no --price for {d}"))?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+                p99_target: Duration::from_secs_f64(mix.slo_ms / 1e3),
+            },
+        ),
+    ];
+    for d in &devices {
+        scenarios.push((format!("{d}-only"), Policy::Pinned(d.clone())));
+    }
+    if devices.len() > 1 {
+        scenarios.push(("round-robin".into(), Policy::RoundRobin));
+    }
+    let mut outcomes = Vec::new();
+    for (name, policy) in scenarios {
+        let session = calibrated_session(&model, &sample, common, policy)?;
+        outcomes.push(replay::replay(&name, &session, &trace, &inputs, &prices)?);
+    }
+    println!();
+    replay::print(&outcomes);
+    let latency = &outcomes[0];
+    let baselines: Vec<&replay::Outcome> = outcomes
+        .iter()
+        .filter(|o| o.scenario.ends_with("-only") || o.scenario == "round-robin")
+        .collect();
+    if let (Some(best_p99), Some(best_tp)) = (
+        baselines
+            .iter()
+            .min_by(|a, b| a.singles.p99_ms.total_cmp(&b.singles.p99_ms)),
+        baselines
+            .iter()
+            .max_by(|a, b| a.throughput.total_cmp(&b.throughput)),
+    ) {
+        println!();
+        println!(
+            "latency policy: single p99 {:.2} ms vs {:.2} ms for the best baseline ({}); throughput {:.1}/s = {:.2}x the best baseline ({})",
+            latency.singles.p99_ms,
+            best_p99.singles.p99_ms,
+            best_p99.scenario,
+            latency.throughput,
+            latency.throughput / best_tp.throughput.max(1e-12),
+            best_tp.scenario
+        );
+    }
+    Ok(())
 }

@@ -90,17 +90,28 @@ fn devices_lists_the_cpu() {
         .any(|l| l.starts_with("cpu ")));
 }
 
+/// A fresh profile cache per test, so each one calibrates.
+fn cached(cmd: &mut Command) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    cmd.env("CROSSOVER_CACHE_DIR", dir.path());
+    dir
+}
+
 #[test]
-fn tradeoffs_measures_each_batch_and_fits_a_curve() {
-    let out = crossover()
+fn tradeoffs_profiles_then_replays_every_policy_and_baseline() {
+    let mut cmd = crossover();
+    let _cache = cached(&mut cmd);
+    let out = cmd
         .args([
             "tradeoffs",
             "--model",
             "mlp",
-            "--batch",
-            "1,4",
-            "--runs",
-            "2",
+            "--max-batch",
+            "4",
+            "--requests",
+            "30",
+            "--bulk",
+            "4",
         ])
         .output()
         .unwrap();
@@ -110,20 +121,68 @@ fn tradeoffs_measures_each_batch_and_fits_a_curve() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    for batch in ["1", "4"] {
+    for batch in ["1", "2", "4"] {
         assert!(
             text.lines()
                 .any(|l| l.split_whitespace().take(2).eq(["cpu", batch])),
-            "{text}"
+            "no calibration row for batch {batch}:\n{text}"
         );
     }
-    let fit = text
-        .lines()
-        .find(|l| l.starts_with("cpu: "))
-        .expect("no curve line");
     assert!(
-        fit.contains("ms fixed per run") && fit.contains("% compute"),
-        "{fit}"
+        text.contains("% compute") && text.contains("ms fixed per run"),
+        "{text}"
+    );
+    for scenario in ["latency ", "throughput ", "cost<", "cpu-only "] {
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(scenario))
+            .unwrap_or_else(|| panic!("no replay row for {scenario:?}:\n{text}"));
+        // Every request of the replay answered: no errors column above zero.
+        let errors: usize = row
+            .split_whitespace()
+            .nth_back(2)
+            .unwrap()
+            .parse()
+            .unwrap_or(usize::MAX);
+        assert_eq!(errors, 0, "{row}");
+    }
+    assert!(text.contains("latency policy: single p99"), "{text}");
+}
+
+#[test]
+fn profile_writes_json_and_an_svg_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, svg) = (dir.path().join("p.json"), dir.path().join("p.svg"));
+    let mut cmd = crossover();
+    let _cache = cached(&mut cmd);
+    let out = cmd
+        .args(["profile", "mlp", "--max-batch", "4", "--json"])
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("per 1M inferences") && text.contains("activations per sample"),
+        "{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let cpu = &report["profiles"][0];
+    assert_eq!(cpu["device"], "cpu");
+    assert_eq!(cpu["samples"].as_array().unwrap().len(), 3, "{cpu}");
+    assert!(cpu["weights_bytes"].as_u64().unwrap() > 0);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        plot.starts_with("<svg") && plot.contains("batch size"),
+        "{}",
+        &plot[..200.min(plot.len())]
     );
 }
 

@@ -27,6 +27,9 @@ pub enum Policy {
     },
     /// Every request on one device.
     Pinned(DeviceId),
+    /// Each request to the next available device in turn, whatever it costs: the
+    /// baseline of load balancers that know nothing of the devices.
+    RoundRobin,
 }
 
 impl fmt::Display for Policy {
@@ -38,6 +41,7 @@ impl fmt::Display for Policy {
                 write!(f, "cost(p99 ≤ {:.1} ms)", p99_target.as_secs_f64() * 1e3)
             }
             Policy::Pinned(d) => write!(f, "pinned({d})"),
+            Policy::RoundRobin => f.write_str("round-robin"),
         }
     }
 }
@@ -51,13 +55,14 @@ impl FromStr for Policy {
         match s {
             "latency" => Ok(Policy::Latency),
             "throughput" => Ok(Policy::Throughput),
+            "round-robin" => Ok(Policy::RoundRobin),
             "cost" => Err(invalid!(
                 "the cost policy needs per-device prices and a p99 target"
             )),
             _ => match s.strip_prefix("pinned:") {
                 Some(d) => Ok(Policy::Pinned(d.parse()?)),
                 None => Err(invalid!(
-                    "unknown policy {s:?}: use latency, throughput, cost or pinned:<device>"
+                    "unknown policy {s:?}: use latency, throughput, cost, round-robin or pinned:<device>"
                 )),
             },
         }
@@ -140,12 +145,14 @@ pub enum Route {
 const SPLIT_GAIN: f64 = 0.85;
 
 /// Chooses devices for a request of `samples` samples; `None` when no device is available.
-/// `splittable`: the request may be cut along its batch axis.
+/// `splittable`: the request may be cut along its batch axis; `seq` numbers requests
+/// (round-robin turns on it).
 pub fn route(
     policy: &Policy,
     devices: &[DeviceView],
     samples: usize,
     splittable: bool,
+    seq: u64,
 ) -> Option<Route> {
     let available = || devices.iter().enumerate().filter(|(_, d)| d.available);
     let by_completion =
@@ -154,6 +161,10 @@ pub fn route(
         Policy::Pinned(id) => available()
             .find(|(_, d)| d.id == id)
             .map(|(i, _)| Route::Whole(i)),
+        Policy::RoundRobin => {
+            let open: Vec<usize> = available().map(|(i, _)| i).collect();
+            (!open.is_empty()).then(|| Route::Whole(open[(seq % open.len() as u64) as usize]))
+        }
         Policy::Latency => {
             let (best, view) = by_completion(samples)?;
             let whole = view.completion(samples);
@@ -279,17 +290,17 @@ mod tests {
         let (c, cc, g, gc) = pair();
         let views = [view(&c, &cc, 0.0, 0), view(&g, &gc, 0.0, 0)];
         assert_eq!(
-            route(&Policy::Latency, &views, 1, false),
+            route(&Policy::Latency, &views, 1, false, 0),
             Some(Route::Whole(0))
         );
         assert_eq!(
-            route(&Policy::Latency, &views, 64, false),
+            route(&Policy::Latency, &views, 64, false, 0),
             Some(Route::Whole(1))
         );
         // A busy CPU sends even a single to the GPU.
         let busy = [view(&c, &cc, 0.05, 50), view(&g, &gc, 0.0, 0)];
         assert_eq!(
-            route(&Policy::Latency, &busy, 1, false),
+            route(&Policy::Latency, &busy, 1, false, 0),
             Some(Route::Whole(1))
         );
     }
@@ -300,14 +311,14 @@ mod tests {
         let (c, cc, g) = (DeviceId::CPU, curve(0.0, 1e-3), "cuda:0".parse().unwrap());
         let gc = curve(1e-3, 2.5e-4);
         let views = [view(&c, &cc, 0.0, 0), view(&g, &gc, 0.01, 40)];
-        let Some(Route::Split(parts)) = route(&Policy::Latency, &views, 40, true) else {
+        let Some(Route::Split(parts)) = route(&Policy::Latency, &views, 40, true, 0) else {
             panic!("expected a split");
         };
         assert_eq!(parts.iter().map(|p| p.1).sum::<usize>(), 40);
         assert!(parts.iter().all(|p| p.1 > 0));
         // Not splittable: whole.
         assert!(matches!(
-            route(&Policy::Latency, &views, 40, false),
+            route(&Policy::Latency, &views, 40, false, 0),
             Some(Route::Whole(_))
         ));
     }
@@ -318,7 +329,7 @@ mod tests {
         let views = [view(&c, &cc, 0.0, 0), view(&g, &gc, 0.006, 16)];
         // Joining 16 queued samples costs the GPU 0.05 ms; the idle CPU 1 ms.
         assert_eq!(
-            route(&Policy::Throughput, &views, 1, false),
+            route(&Policy::Throughput, &views, 1, false, 0),
             Some(Route::Whole(1))
         );
     }
@@ -334,12 +345,18 @@ mod tests {
         };
         // 32 samples: the CPU needs 32 ms for 0.1 $/h, the GPU 6.6 ms for 3 $/h.
         assert_eq!(
-            route(&policy(100), &views, 32, false),
+            route(&policy(100), &views, 32, false, 0),
             Some(Route::Whole(0))
         );
-        assert_eq!(route(&policy(10), &views, 32, false), Some(Route::Whole(1)));
+        assert_eq!(
+            route(&policy(10), &views, 32, false, 0),
+            Some(Route::Whole(1))
+        );
         // No device meets 1 ms: the fastest.
-        assert_eq!(route(&policy(1), &views, 32, false), Some(Route::Whole(1)));
+        assert_eq!(
+            route(&policy(1), &views, 32, false, 0),
+            Some(Route::Whole(1))
+        );
     }
 
     #[test]
@@ -348,12 +365,25 @@ mod tests {
         let mut views = [view(&c, &cc, 0.0, 0), view(&g, &gc, 0.0, 0)];
         views[0].available = false;
         assert_eq!(
-            route(&Policy::Latency, &views, 1, true),
+            route(&Policy::Latency, &views, 1, true, 0),
             Some(Route::Whole(1))
         );
-        assert_eq!(route(&Policy::Pinned(DeviceId::CPU), &views, 1, true), None);
+        assert_eq!(
+            route(&Policy::Pinned(DeviceId::CPU), &views, 1, true, 0),
+            None
+        );
         views[1].available = false;
-        assert_eq!(route(&Policy::Throughput, &views, 1, true), None);
+        assert_eq!(route(&Policy::Throughput, &views, 1, true, 0), None);
+    }
+
+    #[test]
+    fn round_robin_takes_turns_whatever_the_cost() {
+        let (c, cc, g, gc) = pair();
+        let views = [view(&c, &cc, 0.0, 0), view(&g, &gc, 0.0, 0)];
+        let picks: Vec<_> = (0..4)
+            .map(|s| route(&Policy::RoundRobin, &views, 1, false, s))
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1].map(|i| Some(Route::Whole(i))));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
@@ -92,6 +92,8 @@ pub struct RunInfo {
     pub batch: usize,
     /// `queue` is this request's wait; the others are the run's.
     pub timings: StageTimings,
+    /// From submission to this reply, as the caller saw it.
+    pub latency: Duration,
 }
 
 /// A finished request.
@@ -107,6 +109,15 @@ impl Reply {
     /// The device that ran the request (the one that ran its first rows, if split).
     pub fn device(&self) -> &DeviceId {
         &self.runs[0].device
+    }
+
+    /// From submission to the reply (to its last slice, if split).
+    pub fn latency(&self) -> Duration {
+        self.runs
+            .iter()
+            .map(|r| r.latency)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Stage timings; for a split request, those of the slice that finished last.
@@ -217,6 +228,8 @@ struct Inner {
     axis: BatchAxis,
     devices: Vec<Device>,
     shutdown: AtomicBool,
+    /// Requests routed so far.
+    routed: AtomicU64,
 }
 
 /// Routes requests to devices and runs them; see the module docs.
@@ -280,6 +293,7 @@ impl Scheduler {
                 })
                 .collect(),
             shutdown: AtomicBool::new(false),
+            routed: AtomicU64::new(0),
         });
         let workers = (0..inner.devices.len())
             .map(|i| {
@@ -442,7 +456,8 @@ impl Inner {
                 .filter_map(|(i, c)| c.as_ref().map(|c| self.view(i, c, now, &job.tried)))
                 .collect();
             let splittable = splittable && self.axis == BatchAxis::Leading;
-            policy::route(&self.policy, &views, job.samples, splittable)
+            let seq = self.routed.fetch_add(1, Ordering::Relaxed);
+            policy::route(&self.policy, &views, job.samples, splittable, seq)
         };
         match route {
             Some(Route::Whole(i)) => {
@@ -656,6 +671,7 @@ impl Inner {
                                 samples: job.samples,
                                 batch: samples,
                                 timings: StageTimings { queue, ..t },
+                                latency,
                             };
                             let _ = job.reply.send((job.part, Ok(Part { outputs, run })));
                         }
