@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use crossover::core::npy;
+use crossover::sched::sim::{simulate, Arrival, SimDevice, TraceSpec};
 use crossover::sched::{discover, parse_prices};
 use crossover::zoo::ZooModel;
 use crossover::{
@@ -13,6 +14,7 @@ use crossover::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod plan;
 mod replay;
 mod report;
 
@@ -93,6 +95,37 @@ enum Command {
         #[arg(long, default_value_t = 250.0)]
         slo_ms: f64,
     },
+    /// Size a fleet of CPU and GPU instances for a trace and a p99 target, by simulating
+    /// the curves of `crossover profile --json`.
+    Plan {
+        /// A profile written by `crossover profile MODEL --json FILE`.
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// steady, bursty or diurnal.
+        #[arg(long, default_value = "steady")]
+        trace: String,
+        /// Target p99 latency, milliseconds.
+        #[arg(long, default_value_t = 100.0)]
+        slo_ms: f64,
+        /// Dollars per hour per device kind; default: the prices in the profile.
+        #[arg(long)]
+        price: Option<String>,
+        /// Mean requests per second; default: 80% of what the fastest device sustains.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of trace to simulate.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Share of requests that are bulk batches.
+        #[arg(long, default_value_t = 0.1)]
+        bulk_share: f64,
+        /// Samples per bulk request.
+        #[arg(long, default_value_t = 8)]
+        bulk: usize,
+        /// Most instances in a fleet.
+        #[arg(long, default_value_t = 4)]
+        max_instances: usize,
+    },
 }
 
 /// Options shared by the commands that calibrate.
@@ -154,6 +187,32 @@ fn main() -> ExitCode {
                 bulk,
                 slo_ms,
             },
+        ),
+        Command::Plan {
+            profile,
+            trace,
+            slo_ms,
+            price,
+            rate,
+            duration,
+            bulk_share,
+            bulk,
+            max_instances,
+        } => plan(
+            &profile,
+            &trace,
+            slo_ms,
+            price.as_deref(),
+            rate,
+            Mix {
+                requests: 0,
+                rate: None,
+                bulk_share,
+                bulk,
+                slo_ms,
+            },
+            duration,
+            max_instances,
         ),
     };
     match result {
@@ -501,13 +560,55 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix) -> Result<()> {
     if devices.len() > 1 {
         scenarios.push(("round-robin".into(), Policy::RoundRobin));
     }
+    let arrivals: Vec<Arrival> = trace
+        .iter()
+        .map(|(at, n)| Arrival {
+            at: at.as_secs_f64(),
+            samples: *n,
+        })
+        .collect();
     let mut outcomes = Vec::new();
+    let mut simulated = Vec::new();
     for (name, policy) in scenarios {
-        let session = calibrated_session(&model, &sample, common, policy)?;
+        let session = calibrated_session(&model, &sample, common, policy.clone())?;
         outcomes.push(replay::replay(&name, &session, &trace, &inputs, &prices)?);
+        // The same trace through the simulator, on the same curves and queues.
+        let fleet = session
+            .devices()
+            .iter()
+            .map(|d| {
+                let p = profiles
+                    .iter()
+                    .find(|p| p.device == d.id)
+                    .ok_or_else(|| crossover::core::invalid!("no profile for {}", d.id))?;
+                Ok(SimDevice {
+                    id: d.id.clone(),
+                    curve: p.curve()?,
+                    queue: session.queue_config(&d.id).cloned().unwrap_or_default(),
+                    price: price_of(&prices, &d.id).unwrap_or(0.0),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let batchable = *session.batch_axis() == crossover::sched::BatchAxis::Leading;
+        let sim = simulate(&fleet, &policy, &arrivals, batchable);
+        simulated.push((sim.quantile(0.5, Some(1)), sim.quantile(0.5, None)));
     }
     println!();
     replay::print(&outcomes);
+    println!();
+    println!(
+        "{:<16} {:>13} {:>13} {:>8}   (simulator on the measured curves vs the replay)",
+        "scenario", "replay p50", "simulated p50", "ratio"
+    );
+    for (o, (single, _)) in outcomes.iter().zip(&simulated) {
+        println!(
+            "{:<16} {:>10.2} ms {:>10.2} ms {:>8.2}",
+            o.scenario,
+            o.singles.p50_ms,
+            single * 1e3,
+            single * 1e3 / o.singles.p50_ms.max(1e-9)
+        );
+    }
     let latency = &outcomes[0];
     let baselines: Vec<&replay::Outcome> = outcomes
         .iter()
@@ -531,6 +632,106 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix) -> Result<()> {
             latency.throughput / best_tp.throughput.max(1e-12),
             best_tp.scenario
         );
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    path: &Path,
+    trace: &str,
+    slo_ms: f64,
+    price: Option<&str>,
+    rate: Option<f64>,
+    mix: Mix,
+    duration: f64,
+    max_instances: usize,
+) -> Result<()> {
+    let report = Report::read_json(path)?;
+    let prices = match price {
+        Some(p) => parse_prices(p)?,
+        None => report.prices.clone(),
+    };
+    let types = plan::instance_types(report.profiles, &prices)?;
+    if types.is_empty() {
+        return Err(crossover::core::invalid!(
+            "{} holds no device profiles",
+            path.display()
+        ));
+    }
+    let capacity = types
+        .iter()
+        .map(|t| {
+            let c = t.profile.curve()?;
+            Ok(
+                1.0 / ((1.0 - mix.bulk_share) * c.latency(1)
+                    + mix.bulk_share * c.latency(mix.bulk)),
+            )
+        })
+        .collect::<Result<Vec<f64>>>()?
+        .into_iter()
+        .fold(0.0, f64::max);
+    let rate = rate.unwrap_or(0.8 * capacity);
+    let spec = |rate: f64| TraceSpec {
+        pattern: trace.parse().expect("checked below"),
+        rate,
+        duration,
+        bulk_share: mix.bulk_share,
+        bulk: mix.bulk,
+        seed: 11,
+    };
+    trace.parse::<crossover::sched::sim::Pattern>()?;
+    let slo = slo_ms / 1e3;
+    let policy = Policy::Latency;
+    let fleets = plan::Fleet::all(types.len(), max_instances.max(1));
+    println!(
+        "{} of {trace} traffic at {rate:.1} requests/s ({:.0}% bulk of {}), p99 target {slo_ms} ms, {} fleets of up to {max_instances} instances",
+        format_args!("{duration} s"),
+        mix.bulk_share * 100.0,
+        mix.bulk,
+        fleets.len()
+    );
+    let outcomes = fleets
+        .iter()
+        .map(|f| plan::evaluate(f, &types, &spec(rate), slo, &policy))
+        .collect::<Result<Vec<_>>>()?;
+    plan::print(&outcomes, &types, slo_ms);
+    println!();
+    println!(
+        "{:>12}  {:<28} {:>8} {:>10}",
+        "requests/s", "cheapest fleet meeting p99", "$/hour", "p99 ms"
+    );
+    let mut gpu_from = None;
+    for factor in [0.25, 0.5, 1.0, 2.0, 4.0, 8.0] {
+        let r = rate * factor;
+        let at = fleets
+            .iter()
+            .map(|f| plan::evaluate(f, &types, &spec(r), slo, &policy))
+            .collect::<Result<Vec<_>>>()?;
+        match plan::cheapest(at.iter()) {
+            Some(o) => {
+                let gpu =
+                    o.fleet.0.iter().zip(&types).any(|(n, t)| {
+                        *n > 0 && t.profile.device.kind != crossover::DeviceKind::Cpu
+                    });
+                if gpu && gpu_from.is_none() {
+                    gpu_from = Some(r);
+                }
+                println!(
+                    "{r:>12.1}  {:<28} {:>8.2} {:>10.2}",
+                    o.fleet.describe(&types),
+                    o.per_hour,
+                    o.p99 * 1e3
+                );
+            }
+            None => println!("{r:>12.1}  none within {max_instances} instances"),
+        }
+    }
+    match gpu_from {
+        Some(r) => {
+            println!("a GPU instance is part of the cheapest fleet from about {r:.1} requests/s")
+        }
+        None => println!("no GPU instance pays off at these loads"),
     }
     Ok(())
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 use crossover::sched::{crossover as crossover_point, CostCurve, Crossover};
 use crossover::{DeviceId, DeviceKind, Error, Profile, Result};
 use plotters::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything `profile` reports; also the input of `crossover plan`.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Report {
     pub model: String,
     pub profiles: Vec<Profile>,
@@ -19,7 +19,7 @@ pub struct Report {
     pub crossovers: Vec<CrossoverEntry>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct CrossoverEntry {
     pub device: DeviceId,
     pub versus: DeviceId,
@@ -141,6 +141,19 @@ impl Report {
             println!("{}", c.summary);
         }
         Ok(())
+    }
+
+    pub fn read_json(path: &Path) -> Result<Report> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            crossover::core::invalid!(
+                "{} is not a profile written by `crossover profile --json`: {e}",
+                path.display()
+            )
+        })
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {

@@ -187,6 +187,61 @@ fn profile_writes_json_and_an_svg_plot() {
 }
 
 #[test]
+fn plan_sizes_a_fleet_from_a_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("p.json");
+    let mut cmd = crossover();
+    let _cache = cached(&mut cmd);
+    let out = cmd
+        .args(["profile", "mlp", "--max-batch", "4", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crossover()
+        .args([
+            "plan",
+            "--trace",
+            "diurnal",
+            "--slo-ms",
+            "1000",
+            "--duration",
+            "5",
+            "--profile",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("CPU only") && l.contains("1x cpu")),
+        "{text}"
+    );
+    assert!(text.contains("cheapest fleet meeting p99"), "{text}");
+    let out = crossover()
+        .args(["plan", "--trace", "weekly", "--profile"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown trace"));
+    let out = crossover()
+        .args(["plan", "--profile", "/no/such.json"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.json"));
+}
+
+#[test]
 fn errors_are_reported_not_panicked() {
     let out = crossover()
         .args(["run", "/no/such.onnx", "--out", "/tmp/x"])

@@ -7,6 +7,7 @@
 //! - [`policy`]: latency, throughput, cost and pinned routing, as pure functions.
 //! - [`scheduler`]: per-device queues with dynamic batching, routing, faults, counters.
 //! - [`batch`]: joining requests into one run and cutting the outputs back.
+//! - [`sim`]: a discrete-event simulation of the same routing and batching over a fleet.
 
 pub mod batch;
 pub mod curve;
@@ -14,6 +15,7 @@ pub mod devices;
 pub mod policy;
 pub mod profile;
 pub mod scheduler;
+pub mod sim;
 pub mod stats;
 
 pub use batch::BatchAxis;
