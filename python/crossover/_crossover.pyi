@@ -1,0 +1,50 @@
+"""The extension module; ``crossover`` wraps it with ONNX Runtime's names."""
+
+import os
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__version__: str
+
+class Error(Exception):
+    """Base class of every error crossover raises."""
+
+class InvalidArgument(Error):
+    """The caller's inputs are wrong: names, dtypes, shapes, values, options."""
+
+class InvalidModel(Error):
+    """The model file is missing, unreadable, malformed or inconsistent."""
+
+class Unsupported(Error):
+    """Valid ONNX, or a valid option, that crossover does not implement."""
+
+class DeviceError(Error):
+    """A device failed."""
+
+_Shape = Optional[List[Union[int, str, None]]]
+
+class Session:
+    def __init__(
+        self,
+        model: Union[str, bytes, "os.PathLike[str]"],
+        devices: Union[str, Sequence[str], None] = None,
+        policy: str = "latency",
+        threads: Optional[int] = None,
+    ) -> None: ...
+    def inputs(self) -> List[Tuple[str, Optional[str], _Shape]]: ...
+    def outputs(self) -> List[Tuple[str, Optional[str], _Shape]]: ...
+    def run(
+        self, output_names: Optional[Sequence[str]], input_feed: Mapping[str, np.ndarray]
+    ) -> List[np.ndarray]: ...
+    def run_with_info(
+        self, output_names: Optional[Sequence[str]], input_feed: Mapping[str, np.ndarray]
+    ) -> Tuple[List[np.ndarray], str, Tuple[float, float, float, float], int]: ...
+    def memory(self) -> Dict[str, Tuple[int, int, int]]: ...
+    def modelmeta(self) -> Dict[str, object]: ...
+    @property
+    def devices(self) -> List[str]: ...
+    @property
+    def policy(self) -> str: ...
+    @property
+    def model_hash(self) -> str: ...
