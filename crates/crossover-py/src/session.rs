@@ -159,6 +159,10 @@ impl PySession {
 }
 
 impl PySession {
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
     /// Converts the inputs, runs without the GIL, and says which outputs were asked for.
     fn run_inner(
         &self,
