@@ -48,3 +48,6 @@ class Session:
     def policy(self) -> str: ...
     @property
     def model_hash(self) -> str: ...
+
+def _time_rust_runs(session: Session, input_feed: Mapping[str, np.ndarray], n: int) -> List[float]:
+    """Seconds per call of `n` Rust-side runs of `session` (for `python/bench/overhead.py`)."""
