@@ -248,7 +248,8 @@ impl PySession {
                     } else {
                         slots[i].take()
                     };
-                    let t = t.ok_or_else(|| invalid("output {i} is missing from the run"))?;
+                    let t =
+                        t.ok_or_else(|| invalid(format!("output {i} is missing from the run")))?;
                     list.append(to_numpy(py, t)?)?;
                 }
             }
