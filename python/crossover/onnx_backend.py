@@ -93,19 +93,33 @@ class CrossoverBackend(Backend):
             )
             for n, a in zip(names, arrays)
         ]
-        graph_outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
+        out_names = [n for n in node.output if n]
+        opset = kwargs.get("opset_version", onnx.defs.onnx_opset_version())
+        opsets = [helper.make_opsetid(node.domain or "", opset)]
         if outputs_info is not None:
             graph_outputs = [
                 helper.make_tensor_value_info(
                     n, helper.np_dtype_to_tensor_dtype(np.dtype(dt)), list(shape)
                 )
-                for n, (dt, shape) in zip([n for n in node.output if n], outputs_info)
+                for n, (dt, shape) in zip(out_names, outputs_info)
             ]
+        else:
+            # ONNX requires typed graph outputs: take them from shape inference.
+            probe = helper.make_model(
+                helper.make_graph([node], "run_node", graph_inputs, []), opset_imports=opsets
+            )
+            inferred = {
+                v.name: v for v in onnx.shape_inference.infer_shapes(probe).graph.value_info
+            }
+            missing = [n for n in out_names if n not in inferred]
+            if missing:
+                raise ValueError(
+                    f"cannot infer the types of outputs {missing} of node {node.op_type}; "
+                    "pass outputs_info"
+                )
+            graph_outputs = [inferred[n] for n in out_names]
         graph = helper.make_graph([node], "run_node", graph_inputs, graph_outputs)
-        opset = kwargs.get("opset_version", onnx.defs.onnx_opset_version())
-        model = helper.make_model(
-            graph, opset_imports=[helper.make_opsetid(node.domain or "", opset)]
-        )
+        model = helper.make_model(graph, opset_imports=opsets)
         return cls.run_model(model, dict(zip(names, arrays)), device)
 
     @classmethod
