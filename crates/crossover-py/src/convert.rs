@@ -42,7 +42,7 @@ pub fn to_tensor(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
     let descr = arr.dtype();
     // Asking numpy for `bfloat16` fails unless ml_dtypes registered it, which an array of
     // that dtype proves; look at the name first.
-    if descr.typeobj().name()?.to_string() == "bfloat16" {
+    if descr.typeobj().name()? == "bfloat16" {
         if let Ok(a) = arr.cast::<PyArrayDyn<bf16>>() {
             return Ok(Tensor::BF16(copy_array(name, a)?));
         }
