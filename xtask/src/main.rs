@@ -22,11 +22,21 @@ enum Task {
         check: bool,
     },
     /// Run every test: installs the Python tools into .venv, generates the ONNX node tests
-    /// and golden data under target/, then runs the Rust test suites.
+    /// and golden data under target/, runs the Rust test suites, then builds the Python
+    /// package into .venv and runs its pytest suite (ONNX backend node tests included).
     Test {
         /// Only generate the test data.
         #[arg(long)]
         prepare_only: bool,
+    },
+    /// Build the release abi3 wheel of the Python package into target/wheels.
+    Wheel,
+    /// Measure the Python binding's per-call overhead against Rust calls on the same
+    /// session (median of many runs of a tiny model).
+    Overhead {
+        /// Build the extension with the release profile first (as a wheel ships).
+        #[arg(long)]
+        release: bool,
     },
     /// Run the ONNX backend node tests on the CPU and print per-op pass counts.
     Conformance {
@@ -51,6 +61,8 @@ fn main() {
         Task::Test {
             prepare_only: false,
         } => test::run(&root),
+        Task::Wheel => python::wheel(&root),
+        Task::Overhead { release } => python::overhead(&root, release),
         Task::Conformance {
             filter,
             verbose,

@@ -17,8 +17,10 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     {
         return Ok(python);
     }
-    let host = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    status(Command::new(&host).args(["-m", "venv"]).arg(&venv))?;
+    if !python.is_file() {
+        let host = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        status(Command::new(&host).args(["-m", "venv"]).arg(&venv))?;
+    }
     status(
         Command::new(&python)
             .args([
@@ -52,4 +54,64 @@ pub fn ensure_node_tests(root: &Path) -> Result<PathBuf, String> {
     )?;
     std::fs::write(&stamp, reqs).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// Builds the extension module and installs the `crossover` package (editable) into
+/// `.venv` with `maturin develop`. The dev profile reuses what `cargo test` compiled;
+/// `release` is for measurements.
+pub fn develop(root: &Path, release: bool) -> Result<PathBuf, String> {
+    let python = ensure_venv(root)?;
+    let venv = root.join(".venv");
+    let mut cmd = Command::new(venv.join("bin/maturin"));
+    cmd.current_dir(root.join("python"))
+        .args(["develop", "--quiet"])
+        .env("VIRTUAL_ENV", &venv)
+        .env("PATH", venv_path(&venv));
+    if release {
+        cmd.arg("--release");
+    }
+    status(&mut cmd)?;
+    Ok(python)
+}
+
+/// Runs the Python test suite (`python/tests`, the ONNX backend node tests included).
+pub fn pytest(root: &Path) -> Result<(), String> {
+    let python = develop(root, false)?;
+    status(Command::new(python).current_dir(root.join("python")).args([
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests",
+    ]))
+}
+
+/// Builds the release abi3 wheel into `target/wheels`.
+pub fn wheel(root: &Path) -> Result<(), String> {
+    ensure_venv(root)?;
+    let venv = root.join(".venv");
+    status(
+        Command::new(venv.join("bin/maturin"))
+            .current_dir(root.join("python"))
+            .args(["build", "--release", "--out"])
+            .arg(root.join("target/wheels"))
+            .env("VIRTUAL_ENV", &venv)
+            .env("PATH", venv_path(&venv)),
+    )
+}
+
+/// Measures the Python binding's per-call overhead against the same session called from
+/// Rust, in one process (`python/bench/overhead.py`).
+pub fn overhead(root: &Path, release: bool) -> Result<(), String> {
+    let python = develop(root, release)?;
+    status(Command::new(python).arg(root.join("python/bench/overhead.py")))
+}
+
+fn venv_path(venv: &Path) -> std::ffi::OsString {
+    let mut paths = vec![venv.join("bin")];
+    if let Some(p) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&p));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
 }

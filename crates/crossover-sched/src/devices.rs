@@ -58,7 +58,8 @@ pub fn discover() -> Discovery {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Selection {
     /// Every device found, GPUs before the CPU; software GPUs only when no other GPU
-    /// exists.
+    /// exists. The environment variable `CROSSOVER_DEVICES` (a list such as `cpu`)
+    /// narrows it for every program on the machine, as `CUDA_VISIBLE_DEVICES` does.
     #[default]
     Auto,
     /// Exactly these, in this order (software GPUs included when named).
@@ -89,6 +90,14 @@ impl FromStr for Selection {
 impl Discovery {
     /// The devices `selection` names, less `exclude`, in the order they will be listed.
     pub fn select(&self, selection: &Selection, exclude: &[DeviceId]) -> Result<Vec<Found>> {
+        let from_env = match (selection, std::env::var("CROSSOVER_DEVICES")) {
+            (Selection::Auto, Ok(v)) if !v.trim().is_empty() && v.trim() != "auto" => Some(
+                v.parse::<Selection>()
+                    .map_err(|e| invalid!("CROSSOVER_DEVICES={v:?}: {e}"))?,
+            ),
+            _ => None,
+        };
+        let selection = from_env.as_ref().unwrap_or(selection);
         let chosen: Vec<Found> = match selection {
             Selection::Auto => {
                 let hardware_gpu = self

@@ -94,6 +94,8 @@ pub struct RunInfo {
     pub timings: StageTimings,
     /// From submission to this reply, as the caller saw it.
     pub latency: Duration,
+    /// Peak bytes of intermediate values during the run.
+    pub peak_bytes: u64,
 }
 
 /// A finished request.
@@ -118,6 +120,11 @@ impl Reply {
             .map(|r| r.latency)
             .max()
             .unwrap_or_default()
+    }
+
+    /// Peak intermediate bytes of the run (the largest, if split).
+    pub fn peak_bytes(&self) -> u64 {
+        self.runs.iter().map(|r| r.peak_bytes).max().unwrap_or(0)
     }
 
     /// Stage timings; for a split request, those of the slice that finished last.
@@ -672,6 +679,7 @@ impl Inner {
                                 batch: samples,
                                 timings: StageTimings { queue, ..t },
                                 latency,
+                                peak_bytes: out.peak_bytes,
                             };
                             let _ = job.reply.send((job.part, Ok(Part { outputs, run })));
                         }
