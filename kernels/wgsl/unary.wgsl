@@ -31,6 +31,7 @@ fn sigmoid(v: f32) -> f32 {
     return e / (1.0 + e);
 }
 
+// asin and acos go through atan2: some drivers' (llvmpipe's) own are coarse.
 fn apply(op: u32, v: f32, a: f32, b: f32) -> f32 {
     switch op {
         case 0u: { return abs(v); }
@@ -42,8 +43,8 @@ fn apply(op: u32, v: f32, a: f32, b: f32) -> f32 {
         case 6u: { return sin(v); }
         case 7u: { return cos(v); }
         case 8u: { return tan(v); }
-        case 9u: { return asin(v); }
-        case 10u: { return acos(v); }
+        case 9u: { return atan2(v, sqrt(1.0 - v * v)); }
+        case 10u: { return atan2(sqrt(1.0 - v * v), v); }
         case 11u: { return atan(v); }
         case 12u: { return sinh(v); }
         case 13u: { return cosh(v); }

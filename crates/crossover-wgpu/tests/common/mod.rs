@@ -42,7 +42,8 @@ pub fn run_cpu(graph: &Arc<Graph>, inputs: &[Tensor]) -> Vec<Tensor> {
 }
 
 pub fn compile_gpu(gpu: &WgpuBackend, graph: &Arc<Graph>) -> Box<dyn Executable> {
-    gpu.compile(graph.clone(), &options()).expect("wgpu compiles")
+    gpu.compile(graph.clone(), &options())
+        .expect("wgpu compiles")
 }
 
 /// Largest |a - b| relative to max(1, |b|); NaN where one side is NaN and the other not.
@@ -59,5 +60,11 @@ pub fn max_error(a: &Tensor, b: &Tensor) -> f32 {
                 (x - y).abs() / y.abs().max(1.0)
             }
         })
-        .fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
+        .fold(0.0f32, |m, e| {
+            if e.is_nan() || m.is_nan() {
+                f32::NAN
+            } else {
+                m.max(e)
+            }
+        })
 }
