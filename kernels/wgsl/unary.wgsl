@@ -11,16 +11,31 @@ fn erf_approx(v: f32) -> f32 {
     return sign(v) * (1.0 - poly * exp(-a * a));
 }
 
-// exp overflows for large |v| in tanh's usual formula; tanh(±10) is ±1 in f32.
+// Built-in tanh overflows for large |v| on some drivers and loses relative precision
+// near 0 (llvmpipe computes it through exp): a series there, exp elsewhere.
 fn tanh_safe(v: f32) -> f32 {
-    return tanh(clamp(v, -10.0, 10.0));
+    let a = abs(v);
+    if (a < 0.125) {
+        let v2 = v * v;
+        return v * (1.0 + v2 * (-1.0 / 3.0 + v2 * (2.0 / 15.0 + v2 * (-17.0 / 315.0))));
+    }
+    if (a > 10.0) {
+        return sign(v);
+    }
+    return sign(v) * (1.0 - 2.0 / (exp(2.0 * a) + 1.0));
+}
+
+// log(1 + e) accurate for tiny e (Goldberg's trick).
+fn log1p_(e: f32) -> f32 {
+    let u = 1.0 + e;
+    if (u == 1.0) {
+        return e;
+    }
+    return log(u) * e / (u - 1.0);
 }
 
 fn softplus(v: f32) -> f32 {
-    if (v > 20.0) {
-        return v;
-    }
-    return log(1.0 + exp(v));
+    return max(v, 0.0) + log1p_(exp(-abs(v)));
 }
 
 fn sigmoid(v: f32) -> f32 {

@@ -4,6 +4,7 @@ mod expected;
 mod python;
 mod test;
 mod util;
+mod vulkan;
 
 use clap::{Parser, Subcommand};
 
@@ -28,15 +29,18 @@ enum Task {
         #[arg(long)]
         prepare_only: bool,
     },
-    /// Run the ONNX backend node tests on the CPU and print per-op pass counts.
+    /// Run the ONNX backend node tests on a device and print per-op pass counts.
     Conformance {
+        /// `cpu` or `wgpu:N` (adapter N of `crossover_wgpu::adapters`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Only cases whose name contains this.
         #[arg(long)]
         filter: Option<String>,
         /// Print every failing case with its error.
         #[arg(long, short)]
         verbose: bool,
-        /// Rewrite tests/conformance/cpu-expected-failures.txt from this run.
+        /// Rewrite tests/conformance/<device kind>-expected-failures.txt from this run.
         #[arg(long)]
         write_expected: bool,
     },
@@ -52,10 +56,11 @@ fn main() {
             prepare_only: false,
         } => test::run(&root),
         Task::Conformance {
+            device,
             filter,
             verbose,
             write_expected,
-        } => conformance::run(&root, filter.as_deref(), verbose, write_expected),
+        } => conformance::run(&root, &device, filter.as_deref(), verbose, write_expected),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -16,6 +16,7 @@ pub fn prepare(root: &Path) -> Result<(), String> {
 
 pub fn run(root: &Path) -> Result<(), String> {
     prepare(root)?;
+    crate::vulkan::ensure()?;
     status(Command::new(env!("CARGO")).current_dir(root).args([
         "test",
         "--workspace",

@@ -97,7 +97,9 @@ fn reduce_code(r: &R) -> Option<u32> {
 pub(crate) fn has_kernel(node: &Node) -> bool {
     match &node.op {
         Op::Elementwise(e) => {
-            unary_code(e).is_some() || binary_code(e).is_some() || matches!(e, E::Clip { .. })
+            unary_code(e).is_some()
+                || binary_code(e).is_some()
+                || matches!(e, E::Clip { .. } | E::Cast { to: DType::F32, .. })
         }
         Op::Linalg(LinalgOp::MatMul | LinalgOp::Gemm { .. }) => true,
         Op::Nn(n) => matches!(
@@ -384,6 +386,29 @@ fn elementwise(r: &mut Run, node: &Node, e: &E) -> Result<bool> {
         }
         let x = dev(r, x)?;
         let y = unary(r, &x, code, a, b)?;
+        r.set_dev(out, y);
+        return Ok(true);
+    }
+    if let E::Cast { to: DType::F32, .. } = e {
+        // To f32 from the host (a mask, token types): converted while uploading.
+        let Some(x) = input(node, 0) else {
+            return Ok(false);
+        };
+        let y = match (r.host(x).cloned(), r.is_f32(x)) {
+            (_, true) => {
+                let d = dev(r, x)?;
+                let shape = d.shape.clone();
+                r.alias(&d, shape)
+            }
+            (Some(t), false) => {
+                let Ok(c) = t.cast(DType::F32) else {
+                    return Ok(false);
+                };
+                let data = crate::exec::f32_data(&c)?;
+                r.upload_words(bytemuck::cast_slice(&data), c.shape().to_vec(), "cast")?
+            }
+            (None, false) => return Ok(false),
+        };
         r.set_dev(out, y);
         return Ok(true);
     }
