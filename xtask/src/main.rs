@@ -1,6 +1,7 @@
 mod codegen;
 mod conformance;
 mod expected;
+mod overhead;
 mod python;
 mod test;
 mod util;
@@ -29,6 +30,19 @@ enum Task {
         #[arg(long)]
         prepare_only: bool,
     },
+    /// Time the round trip of a tiny model (or a built-in one) on a device: the fixed
+    /// cost of one request there. llvmpipe numbers are labelled software, never GPU figures.
+    DispatchOverhead {
+        #[arg(long, default_value = "wgpu:0")]
+        device: String,
+        #[arg(long, default_value_t = 200)]
+        iters: usize,
+        /// A built-in model (mlp, cnn, encoder) instead of the tiny one.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
     /// Run the ONNX backend node tests on a device and print per-op pass counts.
     Conformance {
         /// `cpu` or `wgpu:N` (adapter N of `crossover_wgpu::adapters`).
@@ -55,6 +69,12 @@ fn main() {
         Task::Test {
             prepare_only: false,
         } => test::run(&root),
+        Task::DispatchOverhead {
+            device,
+            iters,
+            model,
+            batch,
+        } => overhead::run(&device, iters.max(1), model.as_deref(), batch.max(1)),
         Task::Conformance {
             device,
             filter,
