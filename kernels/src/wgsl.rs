@@ -39,6 +39,7 @@ macro_rules! shader {
 shader!(UNARY, "unary", 1);
 shader!(BINARY, "binary", 2);
 shader!(MATMUL, "matmul", 3);
+shader!(MATVEC, "matvec", 3);
 shader!(SOFTMAX, "softmax", 1);
 shader!(LAYERNORM, "layernorm", 3);
 shader!(COPY, "copy", 1);
@@ -50,7 +51,7 @@ shader!(CHANNEL, "channel", 3);
 
 /// Every shader, in a fixed order.
 pub const ALL: &[Shader] = &[
-    UNARY, BINARY, MATMUL, SOFTMAX, LAYERNORM, COPY, GATHER, REDUCE, CONV, POOL, CHANNEL,
+    UNARY, BINARY, MATMUL, MATVEC, SOFTMAX, LAYERNORM, COPY, GATHER, REDUCE, CONV, POOL, CHANNEL,
 ];
 
 /// Operation codes of `unary.wgsl` (parameter word 1).

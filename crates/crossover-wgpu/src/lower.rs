@@ -14,6 +14,10 @@ use crossover_kernels::wgsl::{self, binary as B, pool as PM, reduce as RC, unary
 
 use crate::exec::{DevVal, Run};
 
+/// Up to this many rows a matmul runs one invocation per output (`matvec.wgsl`) instead
+/// of 64x64 tiles that would be mostly padding.
+const SMALL_M: usize = 4;
+
 /// Highest rank the strided kernels (binary, copy, reduce) index.
 const MAX_RANK: usize = 8;
 
@@ -524,14 +528,25 @@ fn dispatch_matmul(
         Some((d, _, _)) => d.buf.clone(),
         None => r.m.gpu.dummy.clone(),
     };
-    let grid = (n.div_ceil(64) as u32, m.div_ceil(64) as u32, count as u32);
-    r.dispatch(
-        &wgsl::MATMUL,
-        &w,
-        &[&a.buf, &b.buf, &bias_buf],
-        &y.buf,
-        grid,
-    )?;
+    if m <= SMALL_M {
+        let grid = r.m.gpu.grid_1d(y.len(), "matmul")?;
+        r.dispatch(
+            &wgsl::MATVEC,
+            &w,
+            &[&a.buf, &b.buf, &bias_buf],
+            &y.buf,
+            grid,
+        )?;
+    } else {
+        let grid = (n.div_ceil(64) as u32, m.div_ceil(64) as u32, count as u32);
+        r.dispatch(
+            &wgsl::MATMUL,
+            &w,
+            &[&a.buf, &b.buf, &bias_buf],
+            &y.buf,
+            grid,
+        )?;
+    }
     Ok(y)
 }
 

@@ -238,6 +238,7 @@ fn matmul_shapes() {
         (&[2, 1, 3, 4], &[1, 5, 4, 6]),
         (&[3, 0], &[0, 4]),
         (&[0, 3], &[3, 4]),
+        (&[3, 1, 4, 7], &[2, 7, 5]),
     ];
     for (a, b) in cases {
         check("MatMul", vec![data(a), data(b)], &[]);
@@ -264,6 +265,20 @@ fn gemm_variants() {
         }
     }
     check("Gemm", vec![data(&[3, 5]), weight(&[5, 2])], &[]);
+    // Few rows: the one-invocation-per-output path, with every transpose and C form.
+    for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let a: &[usize] = if ta == 1 { &[37, 2] } else { &[2, 37] };
+        let b: &[usize] = if tb == 1 { &[9, 37] } else { &[37, 9] };
+        check(
+            "Gemm",
+            vec![data(a), weight(b), weight(&[2, 1])],
+            &[
+                ("transA", Attr::Int(ta)),
+                ("transB", Attr::Int(tb)),
+                ("alpha", Attr::Float(1.5)),
+            ],
+        );
+    }
 }
 
 #[test]
