@@ -276,7 +276,7 @@ impl<'m> Run<'m> {
         let node = &self.m.graph.nodes[i];
         let ids = node.inputs.iter().chain(node.outputs.iter()).flatten();
         for &v in ids {
-            if self.m.last_use[v.0] != i && !(self.m.last_use[v.0] == NEVER_READ) {
+            if self.m.last_use[v.0] != i && self.m.last_use[v.0] != NEVER_READ {
                 continue;
             }
             if self.m.graph.constants.contains_key(&v) {

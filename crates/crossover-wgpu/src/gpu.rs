@@ -118,7 +118,7 @@ impl Gpu {
             )));
         }
         if usage.contains(wgpu::BufferUsages::STORAGE)
-            && size > u64::from(self.limits.max_storage_buffer_binding_size)
+            && size > self.limits.max_storage_buffer_binding_size
         {
             return Err(self.error(format!(
                 "{what} needs a storage binding of {size} bytes; this adapter allows at most {} (max_storage_buffer_binding_size)",

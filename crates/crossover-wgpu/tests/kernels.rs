@@ -404,7 +404,7 @@ fn conv_and_pooling() {
     );
     let k = ("kernel_shape", Attr::Ints(vec![3, 2]));
     for op in ["MaxPool", "AveragePool"] {
-        check(op, vec![data(&[2, 3, 9, 8])], &[k.clone()]);
+        check(op, vec![data(&[2, 3, 9, 8])], std::slice::from_ref(&k));
         check(
             op,
             vec![data(&[2, 3, 9, 8])],

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crossover_core::{Backend, CompileOptions, Executable, Graph, Tensor};
+use crossover_core::{Backend, CompileOptions, Graph, Tensor};
 use crossover_cpu::CpuBackend;
 use crossover_wgpu::{AdapterSelection, WgpuBackend};
 
@@ -25,13 +25,6 @@ pub fn gpu() -> Option<&'static WgpuBackend> {
     .as_ref()
 }
 
-pub fn options() -> CompileOptions {
-    CompileOptions {
-        host_fallback: Some(Arc::new(CpuBackend::new())),
-        ..Default::default()
-    }
-}
-
 pub fn run_cpu(graph: &Arc<Graph>, inputs: &[Tensor]) -> Vec<Tensor> {
     CpuBackend::new()
         .compile(graph.clone(), &CompileOptions::default())
@@ -39,11 +32,6 @@ pub fn run_cpu(graph: &Arc<Graph>, inputs: &[Tensor]) -> Vec<Tensor> {
         .run(inputs)
         .expect("cpu runs")
         .outputs
-}
-
-pub fn compile_gpu(gpu: &WgpuBackend, graph: &Arc<Graph>) -> Box<dyn Executable> {
-    gpu.compile(graph.clone(), &options())
-        .expect("wgpu compiles")
 }
 
 /// Largest |a - b| relative to max(1, |b|); NaN where one side is NaN and the other not.
