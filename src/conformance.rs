@@ -71,7 +71,12 @@ fn try_case(dir: &Path, backend: &dyn Backend) -> Result<()> {
     let model = Model::load(dir.join("model.onnx"))?;
     let mut graph = model.graph;
     passes::optimize(&mut graph, &CpuBackend::new())?;
-    let exe = backend.compile(Arc::new(graph.clone()), &CompileOptions::default())?;
+    // GPU backends place the nodes they have no kernel for on the CPU, as a session does.
+    let options = CompileOptions {
+        host_fallback: Some(Arc::new(CpuBackend::new())),
+        ..Default::default()
+    };
+    let exe = backend.compile(Arc::new(graph.clone()), &options)?;
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| crossover_core::Error::Io {
             path: dir.to_path_buf(),

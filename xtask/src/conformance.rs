@@ -3,10 +3,31 @@
 use std::path::Path;
 
 use crossover::conformance::{run_suite, tally, Status};
+use crossover::core::{Backend, DeviceId, DeviceKind};
 use crossover::CpuBackend;
+
+/// The backend named by `--device`: `cpu` or `wgpu:N` (software adapters included, so
+/// llvmpipe counts as a device here).
+fn backend(device: &DeviceId) -> Result<Box<dyn Backend>, String> {
+    match device.kind {
+        DeviceKind::Cpu => Ok(Box::new(CpuBackend::new())),
+        DeviceKind::Wgpu => {
+            crossover_wgpu::WgpuBackend::new(device.index, crossover_wgpu::AdapterSelection::Auto)
+                .map(|b| {
+                    println!("device {device}: {}", b.adapter());
+                    Box::new(b) as Box<dyn Backend>
+                })
+                .map_err(|e| e.to_string())
+        }
+        DeviceKind::Cuda => Err(format!(
+            "{device}: the CUDA backend is not part of xtask conformance yet"
+        )),
+    }
+}
 
 pub fn run(
     root: &Path,
+    device: &str,
     filter: Option<&str>,
     verbose: bool,
     write_expected: bool,
@@ -14,9 +35,12 @@ pub fn run(
     if write_expected && filter.is_some() {
         return Err("--write-expected needs the whole suite (no --filter)".into());
     }
+    let device: DeviceId = device
+        .parse()
+        .map_err(|e: crossover::core::Error| e.to_string())?;
+    let backend = backend(&device)?;
     let cases = crate::python::ensure_node_tests(root)?;
-    let backend = CpuBackend::new();
-    let results = run_suite(&cases, &backend, filter).map_err(|e| e.to_string())?;
+    let results = run_suite(&cases, backend.as_ref(), filter).map_err(|e| e.to_string())?;
     let counts = tally(&results);
     println!("{:<32} {:>5} {:>5} {:>5}", "op", "pass", "fail", "unsup");
     for (op, [p, f, u]) in &counts {
@@ -42,10 +66,10 @@ pub fn run(
     } else {
         100.0 * pass as f64 / total as f64
     };
-    println!("total: {pass} passed, {fail} failed, {} unsupported of {total} cases ({pct:.1}% pass) on cpu", total - pass - fail);
+    println!("total: {pass} passed, {fail} failed, {} unsupported of {total} cases ({pct:.1}% pass) on {device}", total - pass - fail);
 
     let report = serde_json::json!({
-        "device": "cpu",
+        "device": device.to_string(),
         "total": total,
         "passed": pass,
         "failed": fail,
@@ -60,17 +84,18 @@ pub fn run(
     });
     let out = root.join("target/conformance");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    let stem = device.to_string().replace(':', "-");
     let path = out.join(if filter.is_some() {
-        "cpu-filtered.json"
+        format!("{stem}-filtered.json")
     } else {
-        "cpu.json"
+        format!("{stem}.json")
     });
     std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap())
         .map_err(|e| e.to_string())?;
     println!("report: {}", path.display());
     if write_expected {
-        crate::expected::write(root, &results)?;
-        println!("wrote {}", crate::expected::LIST);
+        let list = crate::expected::write(root, device.kind, &results)?;
+        println!("wrote {list}");
     }
     Ok(())
 }

@@ -4,13 +4,23 @@
 use std::path::Path;
 
 use crossover::conformance::{CaseResult, Status};
+use crossover::core::DeviceKind;
 
-pub const LIST: &str = "tests/conformance/cpu-expected-failures.txt";
+/// The expected-failure list of a kind of device: one per backend, since each runs a
+/// different set of kernels.
+pub fn list(kind: DeviceKind) -> String {
+    format!("tests/conformance/{kind}-expected-failures.txt")
+}
 
-pub fn write(root: &Path, results: &[CaseResult]) -> Result<(), String> {
-    let mut text = String::from(
-        "# ONNX node test cases the CPU backend does not pass, with the reason.\n\
-         # Checked by tests/conformance.rs; regenerate with `cargo xtask conformance --write-expected`.\n",
+/// Rewrites the list for `kind`; returns its path.
+pub fn write(root: &Path, kind: DeviceKind, results: &[CaseResult]) -> Result<String, String> {
+    let (name, flag) = match kind {
+        DeviceKind::Cpu => ("CPU".to_string(), String::new()),
+        k => (k.to_string(), format!(" --device {k}:0")),
+    };
+    let mut text = format!(
+        "# ONNX node test cases the {name} backend does not pass, with the reason.\n\
+         # Checked by tests/conformance.rs; regenerate with `cargo xtask conformance{flag} --write-expected`.\n",
     );
     for r in results {
         let reason = match &r.status {
@@ -21,5 +31,7 @@ pub fn write(root: &Path, results: &[CaseResult]) -> Result<(), String> {
         let reason: String = reason.chars().take(140).collect();
         text.push_str(&format!("{:<60} # {}\n", r.name, reason.replace('\n', " ")));
     }
-    std::fs::write(root.join(LIST), text).map_err(|e| format!("{LIST}: {e}"))
+    let path = list(kind);
+    std::fs::write(root.join(&path), text).map_err(|e| format!("{path}: {e}"))?;
+    Ok(path)
 }

@@ -1,9 +1,11 @@
 mod codegen;
 mod conformance;
 mod expected;
+mod overhead;
 mod python;
 mod test;
 mod util;
+mod vulkan;
 
 use clap::{Parser, Subcommand};
 
@@ -38,15 +40,31 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Run the ONNX backend node tests on the CPU and print per-op pass counts.
+    /// Time the round trip of a tiny model (or a built-in one) on a device: the fixed
+    /// cost of one request there. llvmpipe numbers are labelled software, never GPU figures.
+    DispatchOverhead {
+        #[arg(long, default_value = "wgpu:0")]
+        device: String,
+        #[arg(long, default_value_t = 200)]
+        iters: usize,
+        /// A built-in model (mlp, cnn, encoder) instead of the tiny one.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Run the ONNX backend node tests on a device and print per-op pass counts.
     Conformance {
+        /// `cpu` or `wgpu:N` (adapter N of `crossover_wgpu::adapters`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
         /// Only cases whose name contains this.
         #[arg(long)]
         filter: Option<String>,
         /// Print every failing case with its error.
         #[arg(long, short)]
         verbose: bool,
-        /// Rewrite tests/conformance/cpu-expected-failures.txt from this run.
+        /// Rewrite tests/conformance/<device kind>-expected-failures.txt from this run.
         #[arg(long)]
         write_expected: bool,
     },
@@ -63,11 +81,18 @@ fn main() {
         } => test::run(&root),
         Task::Wheel => python::wheel(&root),
         Task::Overhead { release } => python::overhead(&root, release),
+        Task::DispatchOverhead {
+            device,
+            iters,
+            model,
+            batch,
+        } => overhead::run(&device, iters.max(1), model.as_deref(), batch.max(1)),
         Task::Conformance {
+            device,
             filter,
             verbose,
             write_expected,
-        } => conformance::run(&root, filter.as_deref(), verbose, write_expected),
+        } => conformance::run(&root, &device, filter.as_deref(), verbose, write_expected),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

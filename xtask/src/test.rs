@@ -16,6 +16,7 @@ pub fn prepare(root: &Path) -> Result<(), String> {
 
 pub fn run(root: &Path) -> Result<(), String> {
     prepare(root)?;
+    crate::vulkan::ensure()?;
     // The extension module is built by maturin for the Python suite; building it here too
     // would compile pyo3 twice under different settings.
     let rust = status(Command::new(env!("CARGO")).current_dir(root).args([
