@@ -1,6 +1,7 @@
 mod codegen;
 mod conformance;
 mod expected;
+mod kernels;
 mod python;
 mod test;
 mod util;
@@ -28,6 +29,12 @@ enum Task {
         #[arg(long)]
         prepare_only: bool,
     },
+    /// Compile kernels/cuda/*.cu to PTX with NVRTC (kernels/ptx/, committed) and assemble
+    /// it with ptxas for sm_80 and sm_90. `--check` only verifies the committed PTX.
+    Kernels {
+        #[arg(long)]
+        check: bool,
+    },
     /// Run the ONNX backend node tests on the CPU and print per-op pass counts.
     Conformance {
         /// Only cases whose name contains this.
@@ -51,6 +58,7 @@ fn main() {
         Task::Test {
             prepare_only: false,
         } => test::run(&root),
+        Task::Kernels { check } => kernels::run(&root, check),
         Task::Conformance {
             filter,
             verbose,
