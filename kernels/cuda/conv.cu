@@ -82,6 +82,7 @@ struct PoolParams {
     float* y;
     i64 nc, h, w, oh, ow;
     i64 kh, kw, sh, sw, ph, pw, dh, dw;
+    i64 peh, pew; // padding after each axis (only counted by count_include_pad)
     int max, count_pad;
 };
 
@@ -98,7 +99,7 @@ extern "C" __global__ void pool2d_f32(PoolParams p) {
                 const i64 ix = ox * p.sw - p.pw + kx * p.dw;
                 if (iy < 0 || iy >= p.h || ix < 0 || ix >= p.w) {
                     // Padding counts toward the average only inside the padded extent.
-                    if (p.count_pad && iy < p.h + p.ph && ix < p.w + p.pw) ++count;
+                    if (p.count_pad && iy >= -p.ph && iy < p.h + p.peh && ix >= -p.pw && ix < p.w + p.pew) ++count;
                     continue;
                 }
                 const float v = xp[iy * p.w + ix];
