@@ -629,9 +629,8 @@ impl<'a> Run<'a> {
                 node.op.name()
             )));
         };
-        if self.capturing {
-            return Err(Error::Unsupported(NOT_CAPTURABLE.into()));
-        }
+        // While capturing, host work on host values (shape arithmetic) is fine: it depends
+        // only on the input shapes, fixed for the captured graph. Device inputs refuse.
         let mut ins = Vec::with_capacity(node.inputs.len());
         for i in 0..node.inputs.len() {
             ins.push(self.host(node, i)?);
