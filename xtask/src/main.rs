@@ -1,6 +1,7 @@
 mod codegen;
 mod conformance;
 mod expected;
+mod gpu_test;
 mod kernels;
 mod python;
 mod test;
@@ -35,6 +36,9 @@ enum Task {
         #[arg(long)]
         check: bool,
     },
+    /// Build the CUDA test binaries (release) into target/gpu-test/ with their test data
+    /// and a run.sh, to copy to and run on a machine with an NVIDIA GPU.
+    GpuTest,
     /// Run the ONNX backend node tests on the CPU and print per-op pass counts.
     Conformance {
         /// Only cases whose name contains this.
@@ -59,6 +63,7 @@ fn main() {
             prepare_only: false,
         } => test::run(&root),
         Task::Kernels { check } => kernels::run(&root, check),
+        Task::GpuTest => gpu_test::run(&root),
         Task::Conformance {
             filter,
             verbose,

@@ -282,6 +282,10 @@ impl Executable for CudaExecutable {
         let mut staging = self.device.lock_run();
         self.device.bind()?;
         let r = self.run_locked(&mut staging, inputs);
+        if r.is_err() {
+            // Copies queued before the failure may still read the staging buffer.
+            let _ = self.device.sync();
+        }
         staging.reset();
         r
     }

@@ -655,6 +655,9 @@ impl Run<'_> {
         };
         let x = self.dev(node, 0)?;
         let rank = x.shape.len();
+        if rank == 0 {
+            return Ok(None);
+        }
         let axes = match red.axes {
             Some(a) => Some(a.to_vec()),
             None => ints(self.host(node, 1)?)?,
@@ -878,7 +881,14 @@ impl Run<'_> {
                 // Indices the host knows are checked here; device-resident ones read as
                 // zeros when out of range (the kernel cannot raise an error).
                 if let Some(v) = self.input(node, 1) {
-                    if let Val::Host(t) = self.get(v)? {
+                    let known = match self.exe.graph.constants.get(&v) {
+                        Some(t) => Some(t.clone()),
+                        None => match self.get(v)? {
+                            Val::Host(t) => Some(t),
+                            Val::Dev(_) => None,
+                        },
+                    };
+                    if let Some(t) = known {
                         let bad = t
                             .to_i64_vec()?
                             .into_iter()
