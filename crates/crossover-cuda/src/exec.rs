@@ -64,6 +64,8 @@ pub struct CudaExecutable {
     /// For each value, the last node that reads it (`usize::MAX`: a graph output).
     pub(crate) last_use: Vec<usize>,
     pub(crate) tf32: bool,
+    /// GEMM-like node → the activation node its epilogue absorbs.
+    pub(crate) fusions: HashMap<usize, (usize, crossover_kernels::cuda::Activation)>,
     pub(crate) use_graphs: bool,
     pub(crate) graphs: Mutex<GraphCache>,
     pub(crate) peak: Mutex<u64>,
@@ -424,6 +426,10 @@ pub(crate) struct Run<'a> {
     /// While capturing: every buffer allocated, kept for the graph's lifetime.
     pub hold: Option<Vec<Arc<DevBuf>>>,
     pub capturing: bool,
+    /// Epilogue activation for the node being run (set for fused GEMMs).
+    pub act: crossover_kernels::cuda::Activation,
+    /// Activation nodes already applied by a GEMM's epilogue this run.
+    fused_done: HashSet<usize>,
     pub host_up: Duration,
     pub host_down: Duration,
 }
@@ -436,6 +442,8 @@ impl<'a> Run<'a> {
             vals: vec![None; exe.graph.values.len()],
             hold: hold.then(Vec::new),
             capturing: false,
+            act: crossover_kernels::cuda::Activation::None,
+            fused_done: HashSet::new(),
             host_up: Duration::ZERO,
             host_down: Duration::ZERO,
         }
@@ -465,12 +473,37 @@ impl<'a> Run<'a> {
     fn nodes(&mut self) -> Result<()> {
         let g = self.exe.graph.clone();
         for (i, node) in g.nodes.iter().enumerate() {
+            if self.fused_done.contains(&i) {
+                for v in node.inputs.iter().flatten() {
+                    if self.exe.last_use[v.0] == i {
+                        self.vals[v.0] = None;
+                    }
+                }
+                continue;
+            }
+            let fused = self.exe.fusions.get(&i).copied();
             let outs = match &self.exe.placements[i] {
-                Placement::Device => match self.device_node(node) {
-                    Ok(Some(o)) => o,
-                    Ok(None) => self.host_node(node)?,
-                    Err(e) => return Err(e.in_node(node.label(&g), node.op.name())),
-                },
+                Placement::Device => {
+                    self.act = fused.map_or(crossover_kernels::cuda::Activation::None, |f| f.1);
+                    let r = self.device_node(node);
+                    self.act = crossover_kernels::cuda::Activation::None;
+                    match r {
+                        Ok(Some(o)) => {
+                            // The activation ran in the epilogue: its output is this one.
+                            if let Some((j, _)) = fused {
+                                if let (Some(Some(out)), Some(first)) =
+                                    (g.nodes[j].outputs.first(), o.first())
+                                {
+                                    self.vals[out.0] = Some(first.clone());
+                                }
+                                self.fused_done.insert(j);
+                            }
+                            o
+                        }
+                        Ok(None) => self.host_node(node)?,
+                        Err(e) => return Err(e.in_node(node.label(&g), node.op.name())),
+                    }
+                }
                 Placement::Host(_) => self
                     .host_node(node)
                     .map_err(|e| e.in_node(node.label(&g), node.op.name()))?,

@@ -186,6 +186,7 @@ impl CudaBackend {
             staging.reset();
         }
         Ok(CudaExecutable {
+            fusions: plan::epilogue_fusions(&graph, &placements),
             device: self.device.clone(),
             last_use: exec::last_uses(&graph),
             graph,

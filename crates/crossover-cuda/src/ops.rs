@@ -10,7 +10,7 @@ use crossover_core::op::{
 };
 use crossover_core::{invalid, DType, Node, Op, Result, Tensor};
 use crossover_kernels::cuda::launch::{ATTENTION_MAX_HEAD, GEMM_MMA_THREADS, GEMM_SIMT_THREADS};
-use crossover_kernels::cuda::{Activation, BinaryOp, ReduceKind, UnaryOp};
+use crossover_kernels::cuda::{BinaryOp, ReduceKind, UnaryOp};
 
 use crate::exec::{DevVal, Run, Val};
 use crate::launch::*;
@@ -284,7 +284,7 @@ impl Run<'_> {
             sc_b: (m * n) as i64,
             sc_m: n as i64,
             alpha: 1.0,
-            act: Activation::None as i32,
+            act: self.act as i32,
             ..Default::default()
         };
         if !self.launch_gemm(a.dtype, prm, nb)? {
@@ -356,7 +356,7 @@ impl Run<'_> {
             sc_m: n as i64,
             alpha,
             beta,
-            act: Activation::None as i32,
+            act: self.act as i32,
             ..Default::default()
         };
         if !self.launch_gemm(DType::F32, prm, 1)? {
@@ -530,7 +530,7 @@ impl Run<'_> {
                 dh: win.dilations[0] as i64,
                 dw: win.dilations[1] as i64,
                 groups: groups as i64,
-                act: Activation::None as i32,
+                act: self.act as i32,
                 pad: 0,
             };
             // SAFETY: ConvParams mirrors the CUDA struct; extents match the buffers.

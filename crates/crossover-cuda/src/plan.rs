@@ -3,7 +3,10 @@
 //! A device node whose shapes at run time fall outside its kernel (a softmax over an inner
 //! axis, a rank above 6) also runs on the host, for that run.
 
+use std::collections::HashMap;
 use std::fmt;
+
+use crossover_kernels::cuda::Activation;
 
 use crossover_core::op::{
     nn::SoftmaxAxis, ConvOp, ElementwiseOp as E, LayoutOp as L, LinalgOp, NnOp, ReduceOp,
@@ -242,6 +245,48 @@ fn device_kernel(graph: &Graph, node: &Node) -> Result<(), HostReason> {
     }
 }
 
+/// GEMM-shaped nodes whose only reader is an activation the kernel's epilogue applies:
+/// node index → (activation node index, activation). Both must run on the device and the
+/// intermediate must not be a graph output.
+pub fn epilogue_fusions(
+    graph: &Graph,
+    placements: &[Placement],
+) -> HashMap<usize, (usize, Activation)> {
+    let mut readers: HashMap<ValueId, Vec<usize>> = HashMap::new();
+    for (j, n) in graph.nodes.iter().enumerate() {
+        for v in n.inputs.iter().flatten() {
+            readers.entry(*v).or_default().push(j);
+        }
+    }
+    let mut out = HashMap::new();
+    for (i, n) in graph.nodes.iter().enumerate() {
+        let gemm_like = matches!(
+            n.op,
+            Op::Linalg(LinalgOp::MatMul | LinalgOp::Gemm { .. }) | Op::Conv(ConvOp::Conv(_))
+        );
+        if !gemm_like || placements[i] != Placement::Device {
+            continue;
+        }
+        let [Some(v)] = n.outputs[..] else { continue };
+        if graph.outputs.contains(&v) {
+            continue;
+        }
+        let Some([j]) = readers.get(&v).map(Vec::as_slice) else {
+            continue;
+        };
+        let act = match graph.nodes[*j].op {
+            Op::Elementwise(E::Relu) => Activation::Relu,
+            Op::Elementwise(E::Gelu { tanh: false }) => Activation::GeluErf,
+            Op::Elementwise(E::Gelu { tanh: true }) => Activation::GeluTanh,
+            _ => continue,
+        };
+        if placements[*j] == Placement::Device && graph.nodes[*j].inputs.len() == 1 {
+            out.insert(i, (*j, act));
+        }
+    }
+    out
+}
+
 /// Whether the op (ignoring dtypes) has a CUDA kernel, for [`crossover_core::Backend::supports`].
 pub fn supports_op(node: &Node) -> bool {
     let mut g = Graph::default();
@@ -407,6 +452,34 @@ mod tests {
         let p = partition(&g);
         assert_eq!(p[0], Placement::Host(HostReason::UnknownDType));
         assert_eq!(p[1], Placement::Host(HostReason::DType(DType::F32)));
+    }
+
+    #[test]
+    fn activations_fuse_into_a_single_reader_gemm() {
+        let f = Some(DType::F32);
+        let gemm = || {
+            Op::Linalg(LinalgOp::Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false,
+            })
+        };
+        let g = graph(
+            vec![
+                (gemm(), vec![0, 0], vec![1]),
+                (Op::Elementwise(E::Relu), vec![1], vec![2]),
+                (Op::Linalg(LinalgOp::MatMul), vec![2, 2], vec![3]),
+                (Op::Elementwise(E::Relu), vec![3], vec![4]),
+                (Op::Elementwise(E::Add), vec![3, 4], vec![5]),
+            ],
+            &[f, f, f, f, f, f],
+        );
+        let p = partition(&g);
+        let fused = epilogue_fusions(&g, &p);
+        assert_eq!(fused.get(&0), Some(&(1, Activation::Relu)));
+        // The MatMul's output has a second reader: no fusion.
+        assert!(!fused.contains_key(&2));
     }
 
     #[test]
