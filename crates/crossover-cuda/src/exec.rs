@@ -169,8 +169,7 @@ impl CudaExecutable {
         self.record(&ev[1])?;
         run.nodes()?;
         self.record(&ev[2])?;
-        let outputs = run.outputs()?;
-        self.record(&ev[3])?;
+        let outputs = run.outputs(&ev[3])?;
         let (host_up, host_down) = (run.host_up, run.host_down);
         drop(run);
         let (_, peak, _) = self.device.pool_usage(false);
@@ -273,8 +272,7 @@ impl CudaExecutable {
             .launch()
             .map_err(|e| self.device.err("launching the CUDA graph", e))?;
         self.record(&ev[2])?;
-        let outputs = download_all(&self.device, staging, &c.outputs)?;
-        self.record(&ev[3])?;
+        let outputs = download_all(&self.device, staging, &c.outputs, Some(&ev[3]))?;
         self.finish(&ev, outputs, Duration::ZERO, Duration::ZERO, 0)
     }
 }
@@ -374,7 +372,14 @@ fn upload_into(device: &Device, staging: &mut Staging, t: &Tensor, d: &DevVal) -
 }
 
 /// Downloads device values (one synchronisation for all) and passes host ones through.
-fn download_all(device: &Device, staging: &mut Staging, vals: &[Val]) -> Result<Vec<Tensor>> {
+/// `done`, when given, is recorded once the copies are queued, so that it marks their end
+/// on the GPU's clock rather than the host's unpacking.
+fn download_all(
+    device: &Device,
+    staging: &mut Staging,
+    vals: &[Val],
+    done: Option<&CudaEvent>,
+) -> Result<Vec<Tensor>> {
     let mut pending = Vec::new();
     for (i, v) in vals.iter().enumerate() {
         if let Val::Dev(d) = v {
@@ -391,6 +396,10 @@ fn download_all(device: &Device, staging: &mut Staging, vals: &[Val]) -> Result<
             .map_err(|e| device.err("copying from the device", e))?;
             pending.push((i, p, n));
         }
+    }
+    if let Some(e) = done {
+        e.record(&device.stream)
+            .map_err(|err| device.err("recording an event", err))?;
     }
     device.sync()?;
     let mut out: Vec<Option<Tensor>> = vals
@@ -523,7 +532,7 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn outputs(&mut self) -> Result<Vec<Tensor>> {
+    fn outputs(&mut self, done: &CudaEvent) -> Result<Vec<Tensor>> {
         let vals = self
             .exe
             .graph
@@ -531,7 +540,7 @@ impl<'a> Run<'a> {
             .iter()
             .map(|&v| self.get(v))
             .collect::<Result<Vec<_>>>()?;
-        download_all(&self.exe.device, self.staging, &vals)
+        download_all(&self.exe.device, self.staging, &vals, Some(done))
     }
 
     /// A value wherever it lives: computed this run, an uploaded weight, a constant.
@@ -596,7 +605,7 @@ impl<'a> Run<'a> {
                     return Err(Error::Unsupported(NOT_CAPTURABLE.into()));
                 }
                 let t0 = Instant::now();
-                let t = download_all(&self.exe.device, self.staging, &[Val::Dev(d)])?
+                let t = download_all(&self.exe.device, self.staging, &[Val::Dev(d)], None)?
                     .pop()
                     .ok_or_else(|| invalid!("download returned nothing"))?;
                 self.staging.reset();
