@@ -1,6 +1,8 @@
 mod codegen;
 mod conformance;
 mod expected;
+mod gpu_test;
+mod kernels;
 mod overhead;
 mod python;
 mod test;
@@ -53,6 +55,15 @@ enum Task {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
+    /// Compile kernels/cuda/*.cu to PTX with NVRTC (kernels/ptx/, committed) and assemble
+    /// it with ptxas for sm_80 and sm_90. `--check` only verifies the committed PTX.
+    Kernels {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the CUDA test binaries (release) into target/gpu-test/ with their test data
+    /// and a run.sh, to copy to and run on a machine with an NVIDIA GPU.
+    GpuTest,
     /// Run the ONNX backend node tests on a device and print per-op pass counts.
     Conformance {
         /// `cpu` or `wgpu:N` (adapter N of `crossover_wgpu::adapters`).
@@ -87,6 +98,8 @@ fn main() {
             model,
             batch,
         } => overhead::run(&device, iters.max(1), model.as_deref(), batch.max(1)),
+        Task::Kernels { check } => kernels::run(&root, check),
+        Task::GpuTest => gpu_test::run(&root),
         Task::Conformance {
             device,
             filter,

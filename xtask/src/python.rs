@@ -37,6 +37,33 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// Installs the packages of an extra requirements file (`xtask/python/NAME`) into the venv,
+/// once per content of that file; returns the venv's python. For tools only some tasks need,
+/// such as the CUDA wheels.
+pub fn ensure_extra(root: &Path, name: &str) -> Result<PathBuf, String> {
+    let python = ensure_venv(root)?;
+    let reqs = root.join("xtask/python").join(name);
+    let wanted = std::fs::read_to_string(&reqs).map_err(|e| format!("{}: {e}", reqs.display()))?;
+    let stamp = root.join(".venv").join(format!(".crossover-{name}"));
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+    status(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&reqs),
+    )?;
+    std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
+    Ok(python)
+}
+
 /// Writes the ONNX node test cases to `target/onnx-node-tests` once per onnx version.
 pub fn ensure_node_tests(root: &Path) -> Result<PathBuf, String> {
     let python = ensure_venv(root)?;

@@ -16,6 +16,8 @@ pub fn prepare(root: &Path) -> Result<(), String> {
 
 pub fn run(root: &Path) -> Result<(), String> {
     prepare(root)?;
+    // Committed PTX is fresh and assembles for sm_80 and sm_90 (ptxas from a wheel).
+    crate::kernels::run(root, true)?;
     crate::vulkan::ensure()?;
     // The extension module is built by maturin for the Python suite; building it here too
     // would compile pyo3 twice under different settings.

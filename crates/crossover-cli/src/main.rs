@@ -40,6 +40,10 @@ enum Command {
     Info {
         /// An .onnx file, or a built-in model: mlp, cnn, encoder.
         model: String,
+        /// Also show where each node would run on this device (cuda:N: GPU or host
+        /// fallback, and why).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Run a model on .npy inputs and write each output to DIR/<output name>.npy.
     Run {
@@ -155,7 +159,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devices => devices(),
-        Command::Info { model } => info(&model),
+        Command::Info { model, device } => info(&model, device.as_deref()),
         Command::Run {
             model,
             inputs,
@@ -278,8 +282,9 @@ fn devices() -> Result<()> {
     Ok(())
 }
 
-fn info(spec: &str) -> Result<()> {
+fn info(spec: &str, device: Option<&str>) -> Result<()> {
     let model = load_model(spec)?;
+    let device: Option<DeviceId> = device.map(str::parse).transpose()?;
     let g = &model.graph;
     let dims = |d: &Option<Vec<Dim>>| match d {
         Some(d) => format!("[{}]", crossover::core::graph::render_dims(d)),
@@ -321,6 +326,43 @@ fn info(spec: &str) -> Result<()> {
     hist.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     for (op, n) in hist {
         println!("  {op:<28} {n}");
+    }
+    match device {
+        Some(id) if id.kind == crossover::DeviceKind::Cuda => cuda_placement(&model, &id)?,
+        Some(id) => println!("placement on {id}: every node runs there"),
+        None => {}
+    }
+    Ok(())
+}
+
+/// Where each node runs on a CUDA device. The placement depends only on the graph, so it
+/// is printed even where CUDA is not available (after saying so).
+fn cuda_placement(model: &Model, id: &DeviceId) -> Result<()> {
+    match crossover_cuda::devices() {
+        Err(e) => println!("{e}"),
+        Ok(d) if id.index >= d.len() => println!(
+            "CUDA not available: {id} does not exist ({} device(s) visible)",
+            d.len()
+        ),
+        Ok(d) => println!("device: {id} {}", d[id.index].name),
+    }
+    let mut graph = model.graph.clone();
+    crossover::core::passes::optimize(&mut graph, &crossover::CpuBackend::new())?;
+    let report = crossover_cuda::plan::report(&graph);
+    let host: Vec<_> = report
+        .iter()
+        .filter(|n| n.placement != crossover_cuda::Placement::Device)
+        .collect();
+    println!(
+        "placement on {id}: {} of {} nodes on the GPU, {} on the host",
+        report.len() - host.len(),
+        report.len(),
+        host.len()
+    );
+    for n in host {
+        if let crossover_cuda::Placement::Host(reason) = &n.placement {
+            println!("  host: {:<28} {:<20} {reason}", n.label, n.op);
+        }
     }
     Ok(())
 }

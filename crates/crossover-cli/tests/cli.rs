@@ -268,3 +268,33 @@ fn errors_are_reported_not_panicked() {
         .unwrap()
         .contains("unknown device \"gpu\""));
 }
+
+#[test]
+fn info_shows_the_cuda_placement_with_or_without_a_gpu() {
+    let out = crossover()
+        .args(["info", "--device", "cuda:0", "encoder"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CUDA not available: ") || text.contains("device: cuda:0"),
+        "{text}"
+    );
+    assert!(text.contains("placement on cuda:0: "), "{text}");
+    assert!(text.contains("host: ") && text.contains("Shape"), "{text}");
+    let hidden = crossover()
+        .args(["info", "--device", "cuda:0", "mlp"])
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&hidden.stdout);
+    assert!(
+        text.contains("CUDA not available: CUDA_VISIBLE_DEVICES is set and empty"),
+        "{text}"
+    );
+}
