@@ -2,7 +2,7 @@
 
 use crossover::core::onnx::{tensor_proto::DataLocation, ModelProto, StringStringEntryProto};
 use crossover::zoo::ZooModel;
-use crossover::{Attr, DType, Dim, ErrorKind, Model, ModelBuilder, Session, Tensor};
+use crossover::{Attr, DType, DeviceId, Dim, ErrorKind, Model, ModelBuilder, Session, Tensor};
 use prost::Message;
 
 fn err_of<T>(r: crossover::Result<T>) -> crossover::Error {
@@ -78,6 +78,7 @@ fn unsupported_ops_name_op_and_opset() {
 #[test]
 fn inputs_are_checked_by_name_dtype_and_shape() {
     let s = Session::builder()
+        .device(DeviceId::CPU)
         .build(relu_model().into_model().unwrap())
         .unwrap();
     let good = Tensor::from_vec(&[2, 4], vec![1.0f32; 8]).unwrap();
@@ -133,7 +134,10 @@ fn absurd_dimensions_are_refused_before_allocating() {
         DType::F32,
         &[Dim::Unknown, Dim::Unknown, Dim::Unknown],
     );
-    let s = Session::builder().build(b.into_model().unwrap()).unwrap();
+    let s = Session::builder()
+        .device(DeviceId::CPU)
+        .build(b.into_model().unwrap())
+        .unwrap();
     let huge = Tensor::from_vec(&[3], vec![1i64 << 20, 1 << 20, 1 << 20]).unwrap();
     let e = err_of(s.run(&[("shape", huge)]));
     assert!(e.to_string().contains("limit"), "{e}");
@@ -197,7 +201,10 @@ fn external_data_inside_the_folder_loads() {
     ];
     let path = dir.path().join("model.onnx");
     std::fs::write(&path, p.encode_to_vec()).unwrap();
-    let s = Session::builder().build_from_file(&path).unwrap();
+    let s = Session::builder()
+        .device(DeviceId::CPU)
+        .build_from_file(&path)
+        .unwrap();
     let y = s
         .run(&[("x", Tensor::from_vec(&[2], vec![1.0f32, 2.0]).unwrap())])
         .unwrap();
@@ -221,7 +228,10 @@ fn gather_index_out_of_range_is_an_error() {
     let idx = b.input("idx", DType::I64, &[Dim::Fixed(2)]);
     let y = b.node("Gather", &[&table, &idx], &[]);
     b.output(&y, "y", DType::F32, &[Dim::Fixed(2), Dim::Fixed(2)]);
-    let s = Session::builder().build(b.into_model().unwrap()).unwrap();
+    let s = Session::builder()
+        .device(DeviceId::CPU)
+        .build(b.into_model().unwrap())
+        .unwrap();
     let e = err_of(s.run(&[("idx", Tensor::from_vec(&[2], vec![1i64, 7]).unwrap())])).to_string();
     assert!(e.contains('7') && e.contains("Gather"), "{e}");
 }
@@ -238,6 +248,11 @@ fn inconsistent_static_shapes_fail_at_load() {
         DType::F32,
         &[Dim::Param("n".into()), Dim::Fixed(3)],
     );
-    let e = err_of(Session::builder().build(b.into_model().unwrap())).to_string();
+    let e = err_of(
+        Session::builder()
+            .device(DeviceId::CPU)
+            .build(b.into_model().unwrap()),
+    )
+    .to_string();
     assert!(e.contains("MatMul") && e.contains("4 and 5"), "{e}");
 }

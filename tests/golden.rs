@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crossover::conformance::compare_with;
 use crossover::core::npy;
-use crossover::{Session, Tensor};
+use crossover::{DeviceId, Session, Tensor};
 
 /// Relative tolerance against onnxruntime; the absolute floor covers values near zero.
 const RTOL: f64 = 1e-4;
@@ -15,6 +15,7 @@ const ATOL: f64 = 1e-5;
 
 fn check(dir: &Path) {
     let session = Session::builder()
+        .device(DeviceId::CPU)
         .build_from_file(dir.join("model.onnx"))
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let inputs: Vec<(String, Tensor)> = session

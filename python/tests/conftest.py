@@ -6,6 +6,11 @@ import sys
 
 import pytest
 
+# The suite tests the API and its results on the CPU. Sessions left on "auto" would
+# otherwise also calibrate on every other device found (llvmpipe in CI); routing across
+# devices is tested in Rust (tests/scheduler.rs).
+os.environ.setdefault("CROSSOVER_DEVICES", "cpu")
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "target" / "golden"
 ZOO = ("mlp", "cnn", "encoder")

@@ -246,6 +246,10 @@ fn gib(bytes: u64) -> String {
 
 fn devices() -> Result<()> {
     let found = discover();
+    let hardware_gpu = found
+        .found
+        .iter()
+        .any(|f| f.info.id.kind != crossover::DeviceKind::Cpu && !f.software);
     println!(
         "{:<8} {:<6} {:<44} {:>10} {:>10} {:>6}  status",
         "device", "kind", "name", "memory", "free", "units"
@@ -260,10 +264,10 @@ fn devices() -> Result<()> {
             gib(i.memory_total),
             gib(i.memory_free),
             i.compute_units,
-            if f.software {
-                "usable (software; used only when named or when no other GPU exists)"
-            } else {
-                "usable"
+            match (f.software, hardware_gpu) {
+                (false, _) => "usable",
+                (true, false) => "usable (software: auto uses it since no hardware GPU exists)",
+                (true, true) => "usable when named (software: auto prefers the hardware GPU)",
             }
         );
     }

@@ -30,7 +30,8 @@ fn devices(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
         d.set_item("usable", true)?;
         d.set_item(
             "reason",
-            f.software.then_some("a software GPU: used when named, or when no other GPU exists"),
+            f.software
+                .then_some("a software GPU: used when named, or when no other GPU exists"),
         )?;
         list.append(d)?;
     }

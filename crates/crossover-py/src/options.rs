@@ -77,7 +77,9 @@ pub fn parse_policy(
         ));
     };
     if !(p99_ms > 0.0 && p99_ms.is_finite()) {
-        return Err(invalid(format!("p99_ms must be a positive number, got {p99_ms}")));
+        return Err(invalid(format!(
+            "p99_ms must be a positive number, got {p99_ms}"
+        )));
     }
     let text: Vec<String> = prices.iter().map(|(d, p)| format!("{d}={p}")).collect();
     Ok(Policy::Cost {

@@ -149,9 +149,16 @@ impl PySession {
     /// Measures every device at batch sizes 1, 2, 4, … up to `max_batch`: one dict per
     /// (device, batch) with latency, throughput and the stage split, in seconds.
     #[pyo3(signature = (max_batch = 32, time_budget_s = 30.0))]
-    fn profile<'py>(&self, py: Python<'py>, max_batch: usize, time_budget_s: f64) -> PyResult<Bound<'py, PyList>> {
+    fn profile<'py>(
+        &self,
+        py: Python<'py>,
+        max_batch: usize,
+        time_budget_s: f64,
+    ) -> PyResult<Bound<'py, PyList>> {
         if max_batch == 0 || !(time_budget_s >= 0.0 && time_budget_s.is_finite()) {
-            return Err(invalid("max_batch must be at least 1 and time_budget_s zero or more"));
+            return Err(invalid(
+                "max_batch must be at least 1 and time_budget_s zero or more",
+            ));
         }
         let options = CalibrationOptions {
             max_batch,
@@ -182,7 +189,11 @@ impl PySession {
     /// The devices the session runs on, after selection.
     #[getter]
     fn devices(&self) -> Vec<String> {
-        self.session.devices().iter().map(|d| d.id.to_string()).collect()
+        self.session
+            .devices()
+            .iter()
+            .map(|d| d.id.to_string())
+            .collect()
     }
 
     #[getter]

@@ -3,10 +3,11 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crossover_core::{invalid, Backend, DeviceId, DeviceInfo, DeviceKind, Error, Result};
 use crossover_cpu::CpuBackend;
+use crossover_wgpu::AdapterSelection;
 
 /// A device that can run models.
 #[derive(Clone)]
@@ -41,17 +42,68 @@ pub struct Discovery {
     pub missing: Vec<Missing>,
 }
 
-/// Every device on this machine: the CPU always, then the GPU backends built in.
+/// Every device on this machine: the CPU always, then CUDA devices (when the driver loads;
+/// `CUDA_VISIBLE_DEVICES` honoured) and wgpu adapters (software ones flagged). Devices are
+/// opened once per process and shared by every session.
 pub fn discover() -> Discovery {
+    static FOUND: OnceLock<Discovery> = OnceLock::new();
+    FOUND.get_or_init(probe).clone()
+}
+
+fn probe() -> Discovery {
     let cpu = CpuBackend::new();
-    Discovery {
+    let mut d = Discovery {
         found: vec![Found {
             info: cpu.info(),
             backend: Arc::new(cpu),
             software: false,
         }],
         missing: Vec::new(),
+    };
+    match crossover_cuda::devices() {
+        Ok(list) => {
+            for info in list {
+                match crossover_cuda::CudaBackend::new(info.id.index) {
+                    Ok(b) => d.found.push(Found {
+                        info: b.info(),
+                        backend: Arc::new(b),
+                        software: false,
+                    }),
+                    Err(e) => d.missing.push(Missing {
+                        kind: DeviceKind::Cuda,
+                        reason: format!("{}: {e}", info.id),
+                    }),
+                }
+            }
+        }
+        Err(e) => d.missing.push(Missing {
+            kind: DeviceKind::Cuda,
+            reason: e.to_string(),
+        }),
     }
+    let adapters = crossover_wgpu::adapters(AdapterSelection::IncludeSoftware);
+    if adapters.is_empty() {
+        d.missing.push(Missing {
+            kind: DeviceKind::Wgpu,
+            reason: "no wgpu adapter: no Vulkan, Metal or DX12 driver (on Linux without a GPU, \
+                     mesa-vulkan-drivers gives a software one)"
+                .into(),
+        });
+    }
+    for a in adapters {
+        match crossover_wgpu::WgpuBackend::new(a.index, AdapterSelection::IncludeSoftware) {
+            Ok(b) => d.found.push(Found {
+                info: b.info(),
+                backend: Arc::new(b),
+                software: a.software,
+            }),
+            Err(e) => d.missing.push(Missing {
+                kind: DeviceKind::Wgpu,
+                reason: format!("{a}: {e}"),
+            }),
+        }
+    }
+    d
 }
 
 /// Which devices a session uses.
