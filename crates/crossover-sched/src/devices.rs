@@ -229,11 +229,18 @@ mod tests {
             list,
             Selection::List(vec![DeviceId::CPU, "cuda:1".parse().unwrap()])
         );
-        let mut d = discover();
-        d.missing.push(Missing {
-            kind: DeviceKind::Cuda,
-            reason: "CUDA not available: no driver".into(),
-        });
+        let cpu = CpuBackend::new();
+        let d = Discovery {
+            found: vec![Found {
+                info: cpu.info(),
+                backend: Arc::new(cpu),
+                software: false,
+            }],
+            missing: vec![Missing {
+                kind: DeviceKind::Cuda,
+                reason: "CUDA not available: no driver".into(),
+            }],
+        };
         let e = d.select(&list, &[]).unwrap_err().to_string();
         assert!(e.contains("cuda:1") && e.contains("no driver"), "{e}");
         assert_eq!(d.select(&Selection::Auto, &[]).unwrap().len(), 1);
