@@ -98,6 +98,9 @@ enum Command {
         /// Latency target of the cost policy, milliseconds.
         #[arg(long, default_value_t = 250.0)]
         slo_ms: f64,
+        /// A replayed request still queued after this long fails, milliseconds.
+        #[arg(long, default_value_t = 5000.0)]
+        timeout_ms: f64,
     },
     /// Size a fleet of CPU and GPU instances for a trace and a p99 target, by simulating
     /// the curves of `crossover profile --json`.
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
             bulk_share,
             bulk,
             slo_ms,
+            timeout_ms,
         } => tradeoffs(
             &model,
             &common,
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
                 bulk,
                 slo_ms,
             },
+            Duration::from_secs_f64(timeout_ms.max(0.0) / 1e3),
         ),
         Command::Plan {
             profile,
@@ -528,7 +533,7 @@ struct Mix {
     slo_ms: f64,
 }
 
-fn tradeoffs(spec: &str, common: &Common, mix: Mix) -> Result<()> {
+fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result<()> {
     let model = load_model(spec)?;
     let sample = sample_inputs(spec, &model, common.seq)?;
     let prices = parse_prices(&common.price)?;
@@ -617,7 +622,9 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix) -> Result<()> {
     let mut simulated = Vec::new();
     for (name, policy) in scenarios {
         let session = calibrated_session(&model, &sample, common, policy.clone())?;
-        outcomes.push(replay::replay(&name, &session, &trace, &inputs, &prices)?);
+        outcomes.push(replay::replay(
+            &name, &session, &trace, &inputs, &prices, timeout,
+        )?);
         // The same trace through the simulator, on the same curves and queues.
         let fleet = session
             .devices()

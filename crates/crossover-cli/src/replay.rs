@@ -81,13 +81,16 @@ pub struct Outcome {
     pub mean_batch: f64,
 }
 
-/// Replays `trace` through `session`; `inputs(n)` gives a request of `n` samples.
+/// Replays `trace` through `session`; `inputs(n)` gives a request of `n` samples. A
+/// request still queued after `timeout` fails (as a client would give up), so a device
+/// that cannot keep up shows as errors instead of an unbounded replay.
 pub fn replay(
     scenario: &str,
     session: &Session,
     trace: &[(Duration, usize)],
     inputs: &dyn Fn(usize) -> Result<Vec<Tensor>>,
     prices: &BTreeMap<DeviceId, f64>,
+    timeout: Duration,
 ) -> Result<Outcome> {
     let mut templates: BTreeMap<usize, Vec<Tensor>> = BTreeMap::new();
     for (_, n) in trace {
@@ -112,7 +115,7 @@ pub fn replay(
             std::thread::sleep(*at - now);
         }
         let submitted = start.elapsed();
-        match session.submit_ordered(templates[n].clone(), None) {
+        match session.submit_ordered(templates[n].clone(), Some(timeout)) {
             Ok(t) => tx
                 .send((submitted, *n, t))
                 .expect("the collector outlives the sends"),
