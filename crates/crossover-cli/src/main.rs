@@ -555,9 +555,7 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result
     let curves: Vec<_> = profiles.iter().map(|p| p.curve()).collect::<Result<_>>()?;
     let capacity = curves
         .iter()
-        .map(|c| {
-            1.0 / ((1.0 - mix.bulk_share) * c.latency(1) + mix.bulk_share * c.latency(mix.bulk))
-        })
+        .map(|c| plan::capacity(c, mix.bulk_share, mix.bulk))
         .fold(0.0, f64::max);
     let rate = mix.rate.unwrap_or(0.6 * capacity);
     if !(rate.is_finite() && rate > 0.0) {
@@ -715,11 +713,11 @@ fn plan(
     let capacity = types
         .iter()
         .map(|t| {
-            let c = t.profile.curve()?;
-            Ok(
-                1.0 / ((1.0 - mix.bulk_share) * c.latency(1)
-                    + mix.bulk_share * c.latency(mix.bulk)),
-            )
+            Ok(plan::capacity(
+                &t.profile.curve()?,
+                mix.bulk_share,
+                mix.bulk,
+            ))
         })
         .collect::<Result<Vec<f64>>>()?
         .into_iter()
@@ -763,11 +761,7 @@ fn plan(
             .collect::<Result<Vec<_>>>()?;
         match plan::cheapest(at.iter()) {
             Some(o) => {
-                let gpu =
-                    o.fleet.0.iter().zip(&types).any(|(n, t)| {
-                        *n > 0 && t.profile.device.kind != crossover::DeviceKind::Cpu
-                    });
-                if gpu && gpu_from.is_none() {
+                if o.fleet.has_gpu(&types) && gpu_from.is_none() {
                     gpu_from = Some(r);
                 }
                 println!(

@@ -31,7 +31,7 @@ impl Fleet {
         parts.join(" + ")
     }
 
-    fn has_gpu(&self, types: &[InstanceType]) -> bool {
+    pub fn has_gpu(&self, types: &[InstanceType]) -> bool {
         self.0
             .iter()
             .zip(types)
@@ -146,6 +146,11 @@ pub fn cheapest<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> Option<&'a O
             .total_cmp(&b.per_hour)
             .then(a.p99.total_cmp(&b.p99))
     })
+}
+
+/// Requests per second one device sustains on a mix of singles and `bulk`-sample batches.
+pub fn capacity(curve: &crossover::sched::CostCurve, bulk_share: f64, bulk: usize) -> f64 {
+    1.0 / ((1.0 - bulk_share) * curve.latency(1) + bulk_share * curve.latency(bulk))
 }
 
 pub fn instance_types(

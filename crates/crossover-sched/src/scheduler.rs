@@ -207,6 +207,16 @@ enum Health {
     },
 }
 
+impl Health {
+    /// Whether the device takes work at `now`: healthy, or its backoff is over (a probe).
+    fn open(&self, now: Instant) -> bool {
+        match self {
+            Health::Healthy => true,
+            Health::Failing { retry_at, .. } => now >= *retry_at,
+        }
+    }
+}
+
 struct State {
     jobs: VecDeque<Job>,
     queued_samples: usize,
@@ -425,10 +435,7 @@ impl Inner {
         let in_flight = st.running.map_or(0.0, |(start, predicted)| {
             (predicted - now.saturating_duration_since(start).as_secs_f64()).max(0.0)
         });
-        let healthy = match &st.health {
-            Health::Healthy => true,
-            Health::Failing { retry_at, .. } => now >= *retry_at,
-        };
+        let healthy = st.health.open(now);
         DeviceView {
             id: &d.info.id,
             curve,
@@ -455,7 +462,7 @@ impl Inner {
             let curves: Vec<_> = self
                 .devices
                 .iter()
-                .map(|d| d.curve.read().unwrap_or_else(|p| p.into_inner()).clone())
+                .map(|d| d.curve.read().unwrap_or_else(|p| p.into_inner()))
                 .collect();
             let views: Vec<DeviceView> = curves
                 .iter()
@@ -528,15 +535,10 @@ impl Inner {
     }
 
     fn available_count(&self) -> usize {
+        let now = Instant::now();
         self.devices
             .iter()
-            .filter(|d| {
-                let st = lock(&d.state);
-                match &st.health {
-                    Health::Healthy => true,
-                    Health::Failing { retry_at, .. } => Instant::now() >= *retry_at,
-                }
-            })
+            .filter(|d| lock(&d.state).health.open(now))
             .count()
     }
 
