@@ -12,8 +12,8 @@ use crossover_core::{
 };
 use crossover_cpu::CpuBackend;
 use crossover_sched::{
-    batch, calibrate, discover, BatchAxis, CalibrationOptions, DeviceSlot, DeviceStats, Policy,
-    Profile, ProfileCache, QueueConfig, Reply, Scheduler, Selection, Step, Ticket,
+    batch, calibrate, BatchAxis, CalibrationOptions, DeviceSlot, DeviceStats, Policy, Profile,
+    ProfileCache, QueueConfig, Reply, Scheduler, Selection, Step, Ticket,
 };
 use rand::{Rng, SeedableRng};
 
@@ -135,7 +135,7 @@ impl SessionBuilder {
         passes::optimize(&mut graph, cpu.as_ref())?;
         let graph = Arc::new(graph);
         let axis = BatchAxis::of(&graph);
-        let found = discover().select(&self.devices, &self.exclude)?;
+        let found = crossover_sched::select(&self.devices, &self.exclude)?;
         let options = CompileOptions {
             threads: self.threads,
             host_fallback: Some(cpu.clone()),

@@ -1,3 +1,4 @@
+mod bench;
 mod codegen;
 mod conformance;
 mod expected;
@@ -32,6 +33,20 @@ enum Task {
         /// Only generate the test data.
         #[arg(long)]
         prepare_only: bool,
+    },
+    /// Benchmark the CPU backend against onnxruntime (same ONNX files, inputs and threads,
+    /// one run), plus GEMM against the FMA peak and the built-in models on every hardware
+    /// device; writes target/bench/report.md and SVG plots.
+    Bench {
+        /// Threads on both sides (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Shorter measurements, for a first look.
+        #[arg(long)]
+        quick: bool,
+        /// Only cases and benches whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// Build the release abi3 wheel of the Python package into target/wheels.
     Wheel,
@@ -90,6 +105,19 @@ fn main() {
         Task::Test {
             prepare_only: false,
         } => test::run(&root),
+        Task::Bench {
+            threads,
+            quick,
+            filter,
+        } => bench::run(
+            &root,
+            &bench::Options {
+                threads: threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                quick,
+                filter,
+            },
+        ),
         Task::Wheel => python::wheel(&root),
         Task::Overhead { release } => python::overhead(&root, release),
         Task::DispatchOverhead {

@@ -41,7 +41,7 @@ pub fn run(root: &Path) -> Result<(), String> {
 
 /// Writes `target/golden`: crossover's built-in models exported to ONNX plus the models of
 /// `gen_golden.py`, with onnxruntime's outputs for each.
-fn golden(root: &Path) -> Result<(), String> {
+pub(crate) fn golden(root: &Path) -> Result<(), String> {
     let python = python::ensure_venv(root)?;
     let out = root.join("target/golden");
     for z in ZooModel::ALL {

@@ -1,4 +1,5 @@
-//! Runs a graph node by node, freeing each intermediate after its last reader.
+//! Runs a graph step by step — a node, or a chain of nodes fused into one kernel — freeing
+//! each intermediate after its last reader.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,12 +9,27 @@ use crossover_core::{
     ValueId,
 };
 
+use crate::fuse::{self, Fusion};
 use crate::kernels;
 
+enum Work {
+    Node(usize),
+    Fused(Fusion),
+}
+
 struct Step {
-    node: usize,
+    work: Work,
     /// Values whose last reader is this step (graph outputs excluded).
     frees: Vec<usize>,
+}
+
+impl Step {
+    fn inputs<'a>(&'a self, g: &'a Graph) -> Box<dyn Iterator<Item = ValueId> + 'a> {
+        match &self.work {
+            Work::Node(i) => Box::new(g.nodes[*i].inputs.iter().flatten().copied()),
+            Work::Fused(f) => Box::new(f.inputs.iter().copied()),
+        }
+    }
 }
 
 pub struct CpuExecutable {
@@ -46,22 +62,45 @@ impl Plan {
                 .in_node(node.label(graph), node.op.name()));
             }
         }
+        let mut fused: Vec<Option<Fusion>> = (0..graph.nodes.len()).map(|_| None).collect();
+        let mut swallowed = vec![false; graph.nodes.len()];
+        for f in fuse::find(graph) {
+            // A chain runs where its last node was: every input it reads (a mask computed
+            // between its nodes, say) exists by then.
+            let last = *f.nodes.iter().max().expect("a chain has nodes");
+            for &n in &f.nodes {
+                swallowed[n] = n != last;
+            }
+            fused[last] = Some(f);
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        for (i, f) in fused.into_iter().enumerate() {
+            let work = match f {
+                Some(f) => Work::Fused(f),
+                None if swallowed[i] => continue,
+                None => Work::Node(i),
+            };
+            steps.push(Step {
+                work,
+                frees: Vec::new(),
+            });
+        }
         let mut last_use = vec![None; n];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for v in node.inputs.iter().flatten() {
+        for (i, step) in steps.iter().enumerate() {
+            for v in step.inputs(graph) {
                 last_use[v.0] = Some(i);
             }
         }
-        let mut steps: Vec<Step> = (0..graph.nodes.len())
-            .map(|node| Step {
-                node,
-                frees: Vec::new(),
-            })
-            .collect();
         for (v, last) in last_use.iter().enumerate() {
             let keep = graph.outputs.iter().any(|o| o.0 == v) || constants[v].is_some();
             if let (Some(i), false) = (last, keep) {
                 steps[*i].frees.push(v);
+            }
+        }
+        // Weights only fused steps read live in those steps, in the layout they use.
+        for (v, c) in constants.iter_mut().enumerate() {
+            if last_use[v].is_none() && !graph.outputs.iter().any(|o| o.0 == v) {
+                *c = None;
             }
         }
         Ok(Plan { constants, steps })
@@ -89,36 +128,59 @@ impl Plan {
         }
 
         for step in &self.steps {
-            let node = &g.nodes[step.node];
-            let outputs = {
-                let args: Vec<Option<&Tensor>> = node
-                    .inputs
-                    .iter()
-                    .map(|v| v.and_then(|v| slots[v.0].as_ref().or(self.constants[v.0].as_ref())))
-                    .collect();
-                kernels::eval(&node.op, &args)
-                    .map_err(|e| e.in_node(node.label(g), node.op.name()))?
-            };
-            let wanted = node
-                .outputs
-                .iter()
-                .rposition(Option::is_some)
-                .map_or(0, |i| i + 1);
-            if outputs.len() < wanted {
-                return Err(Error::Device {
-                    device: "cpu".into(),
-                    message: format!(
-                        "{} produced {} outputs where the node needs {wanted}",
-                        node.op.name(),
-                        outputs.len()
-                    ),
+            let value = |v: ValueId| slots[v.0].as_ref().or(self.constants[v.0].as_ref());
+            match &step.work {
+                Work::Node(i) => {
+                    let node = &g.nodes[*i];
+                    let outputs = {
+                        let args: Vec<Option<&Tensor>> =
+                            node.inputs.iter().map(|v| v.and_then(value)).collect();
+                        kernels::eval(&node.op, &args)
+                            .map_err(|e| e.in_node(node.label(g), node.op.name()))?
+                    };
+                    let wanted = node
+                        .outputs
+                        .iter()
+                        .rposition(Option::is_some)
+                        .map_or(0, |i| i + 1);
+                    if outputs.len() < wanted {
+                        return Err(Error::Device {
+                            device: "cpu".into(),
+                            message: format!(
+                                "{} produced {} outputs where the node needs {wanted}",
+                                node.op.name(),
+                                outputs.len()
+                            ),
+                        }
+                        .in_node(node.label(g), node.op.name()));
+                    }
+                    for (slot, t) in node.outputs.iter().zip(outputs) {
+                        if let Some(id) = slot {
+                            live += t.nbytes() as u64;
+                            slots[id.0] = Some(t);
+                        }
+                    }
                 }
-                .in_node(node.label(g), node.op.name()));
-            }
-            for (slot, t) in node.outputs.iter().zip(outputs) {
-                if let Some(id) = slot {
-                    live += t.nbytes() as u64;
-                    slots[id.0] = Some(t);
+                Work::Fused(f) => {
+                    let head = &g.nodes[f.nodes[0]];
+                    let args = f
+                        .inputs
+                        .iter()
+                        .map(|&v| {
+                            value(v).ok_or_else(|| {
+                                Error::InvalidModel(format!(
+                                    "{:?} is read before it is computed",
+                                    g.value(v).name
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<&Tensor>>>()?;
+                    let y = f
+                        .kernel
+                        .run(&args)
+                        .map_err(|e| e.in_node(head.label(g), head.op.name()))?;
+                    live += y.nbytes() as u64;
+                    slots[f.output.0] = Some(y);
                 }
             }
             peak = peak.max(live);

@@ -2,6 +2,7 @@
 //! that every other backend is tested against, and the evaluator for constant folding.
 
 mod executor;
+mod fuse;
 pub mod kernels;
 
 use std::sync::Arc;

@@ -42,24 +42,69 @@ pub struct Discovery {
     pub missing: Vec<Missing>,
 }
 
+const KINDS: [DeviceKind; 3] = [DeviceKind::Cpu, DeviceKind::Cuda, DeviceKind::Wgpu];
+
 /// Every device on this machine: the CPU always, then CUDA devices (when the driver loads;
 /// `CUDA_VISIBLE_DEVICES` honoured) and wgpu adapters (software ones flagged). Devices are
 /// opened once per process and shared by every session.
 pub fn discover() -> Discovery {
-    static FOUND: OnceLock<Discovery> = OnceLock::new();
-    FOUND.get_or_init(probe).clone()
+    discover_kinds(&KINDS)
 }
 
-fn probe() -> Discovery {
-    let cpu = CpuBackend::new();
-    let mut d = Discovery {
-        found: vec![Found {
-            info: cpu.info(),
-            backend: Arc::new(cpu),
-            software: false,
-        }],
-        missing: Vec::new(),
+/// The CPU and the devices of `kinds`: a program that names only the CPU never loads a
+/// GPU driver (nor pays for it, nor sees its warnings).
+pub fn discover_kinds(kinds: &[DeviceKind]) -> Discovery {
+    static PROBED: [OnceLock<Discovery>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let mut d = Discovery::default();
+    for (i, kind) in KINDS.into_iter().enumerate() {
+        if kind == DeviceKind::Cpu || kinds.contains(&kind) {
+            let p = PROBED[i].get_or_init(|| probe(kind));
+            d.found.extend(p.found.iter().cloned());
+            d.missing.extend(p.missing.iter().cloned());
+        }
+    }
+    d
+}
+
+/// The devices a session with `selection` uses, less `exclude`, probing only the kinds
+/// it can use (`CROSSOVER_DEVICES` applied).
+pub fn select(selection: &Selection, exclude: &[DeviceId]) -> Result<Vec<Found>> {
+    let selection = effective(selection)?;
+    let kinds: Vec<DeviceKind> = match &selection {
+        Selection::Auto => KINDS.to_vec(),
+        Selection::List(ids) => ids.iter().map(|id| id.kind).collect(),
     };
+    discover_kinds(&kinds).select(&selection, exclude)
+}
+
+/// `selection` with `CROSSOVER_DEVICES` narrowing `Auto`.
+fn effective(selection: &Selection) -> Result<Selection> {
+    match (selection, std::env::var("CROSSOVER_DEVICES")) {
+        (Selection::Auto, Ok(v)) if !v.trim().is_empty() && v.trim() != "auto" => v
+            .parse::<Selection>()
+            .map_err(|e| invalid!("CROSSOVER_DEVICES={v:?}: {e}")),
+        _ => Ok(selection.clone()),
+    }
+}
+
+fn probe(kind: DeviceKind) -> Discovery {
+    let mut d = Discovery::default();
+    match kind {
+        DeviceKind::Cpu => {
+            let cpu = CpuBackend::new();
+            d.found.push(Found {
+                info: cpu.info(),
+                backend: Arc::new(cpu),
+                software: false,
+            });
+        }
+        DeviceKind::Cuda => probe_cuda(&mut d),
+        DeviceKind::Wgpu => probe_wgpu(&mut d),
+    }
+    d
+}
+
+fn probe_cuda(d: &mut Discovery) {
     match crossover_cuda::devices() {
         Ok(list) => {
             for info in list {
@@ -81,6 +126,9 @@ fn probe() -> Discovery {
             reason: e.to_string(),
         }),
     }
+}
+
+fn probe_wgpu(d: &mut Discovery) {
     let adapters = crossover_wgpu::adapters(AdapterSelection::IncludeSoftware);
     if adapters.is_empty() {
         d.missing.push(Missing {
@@ -103,7 +151,6 @@ fn probe() -> Discovery {
             }),
         }
     }
-    d
 }
 
 /// Which devices a session uses.
@@ -142,14 +189,7 @@ impl FromStr for Selection {
 impl Discovery {
     /// The devices `selection` names, less `exclude`, in the order they will be listed.
     pub fn select(&self, selection: &Selection, exclude: &[DeviceId]) -> Result<Vec<Found>> {
-        let from_env = match (selection, std::env::var("CROSSOVER_DEVICES")) {
-            (Selection::Auto, Ok(v)) if !v.trim().is_empty() && v.trim() != "auto" => Some(
-                v.parse::<Selection>()
-                    .map_err(|e| invalid!("CROSSOVER_DEVICES={v:?}: {e}"))?,
-            ),
-            _ => None,
-        };
-        let selection = from_env.as_ref().unwrap_or(selection);
+        let selection = &effective(selection)?;
         let chosen: Vec<Found> = match selection {
             Selection::Auto => {
                 let hardware_gpu = self
@@ -252,5 +292,15 @@ mod tests {
         assert!(d
             .select(&Selection::List(vec![DeviceId::CPU, DeviceId::CPU]), &[])
             .is_err());
+    }
+
+    #[test]
+    fn naming_only_the_cpu_probes_no_gpu() {
+        let d = discover_kinds(&[DeviceKind::Cpu]);
+        assert_eq!(d.found.len(), 1);
+        assert_eq!(d.found[0].info.id, DeviceId::CPU);
+        assert!(d.missing.is_empty(), "{:?}", d.missing);
+        let chosen = select(&Selection::List(vec![DeviceId::CPU]), &[]).unwrap();
+        assert_eq!(chosen.len(), 1);
     }
 }

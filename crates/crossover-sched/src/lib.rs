@@ -20,7 +20,7 @@ pub mod stats;
 
 pub use batch::BatchAxis;
 pub use curve::{crossover, Breakdown, CostCurve, Crossover, Sample};
-pub use devices::{discover, Discovery, Found, Missing, Selection};
+pub use devices::{discover, discover_kinds, select, Discovery, Found, Missing, Selection};
 pub use policy::{parse_prices, Policy, Route};
 pub use profile::{calibrate, CalibrationOptions, Profile, ProfileCache, Step};
 pub use scheduler::{DeviceSlot, QueueConfig, Reply, RunInfo, Scheduler, Ticket};

@@ -2,7 +2,7 @@
 //! the dispatch macros below. Broadcasting and parallelism come from
 //! [`super::broadcast`].
 
-mod num;
+pub(crate) mod num;
 mod quant;
 
 use crossover_core::op::ElementwiseOp as E;

@@ -5,11 +5,11 @@
 
 pub mod broadcast;
 mod control;
-mod conv;
-mod elementwise;
+pub(crate) mod conv;
+pub(crate) mod elementwise;
 mod image;
 mod layout;
-mod linalg;
+pub(crate) mod linalg;
 mod nn;
 mod reduce;
 mod rnn;

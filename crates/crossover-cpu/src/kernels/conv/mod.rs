@@ -92,7 +92,7 @@ fn conv_op(x: &Inputs, a: &ConvAttrs) -> Result<Tensor> {
 const TILE: usize = 1 << 20;
 
 /// N-D grouped convolution: per image and group, im2col (in column tiles) then GEMM.
-fn conv<T: Real>(
+pub(crate) fn conv<T: Real>(
     x: ArrayViewD<T>,
     w: ArrayViewD<T>,
     b: Option<ArrayViewD<T>>,

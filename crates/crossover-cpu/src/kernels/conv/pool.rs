@@ -260,26 +260,54 @@ fn max_pool(t: &Tensor, pool: &PoolAttrs, column_major: bool) -> Result<Vec<Tens
         let (ip, op) = (g.image_size(), g.grid_size());
         let xs = x.as_slice().expect("standard layout");
         let mut pairs: Vec<(T, i64)> = vec![(T::default(), -1); y.len()];
-        planes(xs, &mut pairs, ip, op, |xi, yo, plane| {
-            taps.each(g, |i, w, _| {
-                let mut best: Option<usize> = None;
-                for &k in w {
-                    if best.map_or(true, |b| xi[k] > xi[b]) {
-                        best = Some(k);
+        // Re-expresses a row-major offset in the requested storage order.
+        let stored = |b: usize| {
+            let mut rem = b;
+            let mut at = 0;
+            for d in (0..g.image.len()).rev() {
+                at += (rem % g.image[d]) * st[d];
+                rem /= g.image[d];
+            }
+            at
+        };
+        if let ([_, cols], [vr, vc]) = (g.image.as_slice(), taps.valid.as_slice()) {
+            // Images (the common case): walk each window's valid taps in place rather
+            // than gathering them into a list per output.
+            planes(xs, &mut pairs, ip, op, |xi, yo, plane| {
+                let mut i = 0;
+                for tr in vr {
+                    for tc in vc {
+                        let mut best: Option<usize> = None;
+                        for &r in tr {
+                            for &c in tc {
+                                let k = r * cols + c;
+                                if best.map_or(true, |b| xi[k] > xi[b]) {
+                                    best = Some(k);
+                                }
+                            }
+                        }
+                        if let Some(b) = best {
+                            yo[i] = (xi[b], (plane * ip + stored(b)) as i64);
+                        }
+                        i += 1;
                     }
-                }
-                if let Some(b) = best {
-                    // Re-express the row-major offset in the requested storage order.
-                    let mut rem = b;
-                    let mut at = 0;
-                    for d in (0..g.image.len()).rev() {
-                        at += (rem % g.image[d]) * st[d];
-                        rem /= g.image[d];
-                    }
-                    yo[i] = (xi[b], (plane * ip + at) as i64);
                 }
             });
-        });
+        } else {
+            planes(xs, &mut pairs, ip, op, |xi, yo, plane| {
+                taps.each(g, |i, w, _| {
+                    let mut best: Option<usize> = None;
+                    for &k in w {
+                        if best.map_or(true, |b| xi[k] > xi[b]) {
+                            best = Some(k);
+                        }
+                    }
+                    if let Some(b) = best {
+                        yo[i] = (xi[b], (plane * ip + stored(b)) as i64);
+                    }
+                });
+            });
+        }
         for ((yv, iv), (v, j)) in y.iter_mut().zip(idx.iter_mut()).zip(pairs) {
             *yv = v;
             *iv = j;

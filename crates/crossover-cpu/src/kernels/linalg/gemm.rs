@@ -1,5 +1,6 @@
-//! Matrix products: f32/f64 through matrixmultiply (cache-blocked, SIMD, threaded), other
-//! numeric types through a blocked loop; and numpy's batched `matmul` on top of either.
+//! Matrix products: f32/f64 through the `gemm` crate (packed, cache-blocked, SIMD, threaded
+//! on the executable's rayon pool), other numeric types through a blocked loop; and numpy's
+//! batched `matmul` on top of either.
 
 use crossover_core::{invalid, Result};
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, Ix2, IxDyn};
@@ -8,7 +9,7 @@ use rayon::prelude::*;
 
 use crate::kernels::broadcast::{broadcast_shapes, view_as};
 
-/// A float type matrixmultiply multiplies.
+/// A float type the `gemm` crate multiplies.
 pub(crate) trait Real:
     num_traits::Float
     + std::ops::AddAssign
@@ -19,75 +20,9 @@ pub(crate) trait Real:
     + std::fmt::Debug
     + 'static
 {
-    /// # Safety
-    /// The pointers and strides must describe valid `m×k`, `k×n` and `m×n` matrices, the
-    /// last one writable and not aliasing itself.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn raw_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    );
 }
-
-impl Real for f32 {
-    unsafe fn raw_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        beta: f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
-    }
-}
-
-impl Real for f64 {
-    unsafe fn raw_gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f64,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        beta: f64,
-        c: *mut f64,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
-    }
-}
+impl Real for f32 {}
+impl Real for f64 {}
 
 fn check_dims(a: (usize, usize), b: (usize, usize), c: (usize, usize)) -> Result<()> {
     if a.1 != b.0 || c != (a.0, b.1) {
@@ -116,27 +51,48 @@ pub(crate) fn gemm<T: Real>(
     check_dims(a.dim(), b.dim(), c.dim())?;
     let (m, k) = a.dim();
     let n = b.ncols();
-    let (sa, sb, sc) = (a.strides(), b.strides(), c.strides());
-    let (rsa, csa, rsb, csb, rsc, csc) = (sa[0], sa[1], sb[0], sb[1], sc[0], sc[1]);
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        c.map_inplace(|v| {
+            *v = if beta == T::zero() {
+                T::zero()
+            } else {
+                *v * beta
+            }
+        });
+        return Ok(());
+    }
+    let (sa, sb) = (a.strides(), b.strides());
+    let (rsc, csc) = (c.strides()[0], c.strides()[1]);
     // SAFETY: the views guarantee the pointers and strides are valid for their shapes,
     // which match m, k, n; C is a unique mutable view and ndarray never hands out a
-    // mutable view whose elements alias.
+    // mutable view whose elements alias. `gemm` computes dst = alpha·dst + beta·lhs·rhs,
+    // so our (alpha, beta) swap places, and dst is not read when our beta is zero.
     unsafe {
-        T::raw_gemm(
+        gemm::gemm(
             m,
-            k,
             n,
-            alpha,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
+            k,
             c.as_mut_ptr(),
-            rsc,
             csc,
+            rsc,
+            beta != T::zero(),
+            a.as_ptr(),
+            sa[1],
+            sa[0],
+            b.as_ptr(),
+            sb[1],
+            sb[0],
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            // The current rayon pool (the executable's, sized by `threads`): products
+            // too small to split stay on one thread, and no second pool competes.
+            gemm::Parallelism::Rayon(0),
         )
     }
     Ok(())
@@ -196,7 +152,7 @@ pub(crate) fn gemm_int<T: IntElem>(
 }
 
 /// Products smaller than this (m·k·n) go one per rayon task across a batch; larger ones
-/// are left to matrixmultiply's own threads.
+/// are split by the `gemm` crate itself.
 const SMALL_PRODUCT: usize = 1 << 21;
 /// Batches whose total work is below this run on one thread.
 const PARALLEL_WORK: usize = 1 << 16;
@@ -273,7 +229,7 @@ fn pick<'b, T>(v: &'b ArrayViewD<'_, T>, batch: &[usize], mut i: usize) -> Array
     v.into_dimensionality::<Ix2>().expect("two axes remain")
 }
 
-/// `matmul` for f32/f64 through matrixmultiply.
+/// `matmul` for f32/f64 through the `gemm` crate.
 pub(crate) fn matmul_real<T: Real>(a: ArrayViewD<T>, b: ArrayViewD<T>) -> Result<ArrayD<T>> {
     matmul(a, b, |a, b, c| gemm(T::one(), a, b, T::zero(), c))
 }
