@@ -86,9 +86,12 @@ enum Command {
         /// Requests per replay.
         #[arg(long, default_value_t = 150)]
         requests: usize,
-        /// Mean arrivals per second; default: 60% of what the best device sustains.
+        /// Mean arrivals per second; default: `--load` times what the best device sustains.
         #[arg(long)]
         rate: Option<f64>,
+        /// Offered load without `--rate`: a share of what the best device sustains.
+        #[arg(long, default_value_t = 0.6)]
+        load: f64,
         /// Share of requests that are bulk batches.
         #[arg(long, default_value_t = 0.1)]
         bulk_share: f64,
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
             common,
             requests,
             rate,
+            load,
             bulk_share,
             bulk,
             slo_ms,
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
                 slo_ms,
             },
             Duration::from_secs_f64(timeout_ms.max(0.0) / 1e3),
+            load,
         ),
         Command::Plan {
             profile,
@@ -533,7 +538,7 @@ struct Mix {
     slo_ms: f64,
 }
 
-fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result<()> {
+fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64) -> Result<()> {
     let model = load_model(spec)?;
     let sample = sample_inputs(spec, &model, common.seq)?;
     let prices = parse_prices(&common.price)?;
@@ -560,7 +565,7 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result
         .iter()
         .map(|c| plan::capacity(c, mix.bulk_share, mix.bulk))
         .fold(0.0, f64::max);
-    let rate = mix.rate.unwrap_or(0.6 * capacity);
+    let rate = mix.rate.unwrap_or(load * capacity);
     if !(rate.is_finite() && rate > 0.0) {
         return Err(crossover::core::invalid!(
             "the arrival rate must be a positive number, got {rate}"

@@ -50,6 +50,8 @@ impl Workload {
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Quantiles {
+    /// Requests measured.
+    pub count: usize,
     pub p45_ms: f64,
     pub p50_ms: f64,
     pub p55_ms: f64,
@@ -63,6 +65,7 @@ fn quantiles(mut v: Vec<f64>) -> Quantiles {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] * 1e3;
     Quantiles {
+        count: v.len(),
         p45_ms: at(0.45),
         p50_ms: at(0.50),
         p55_ms: at(0.55),
@@ -303,12 +306,19 @@ pub struct Agreement<'a> {
 /// its calibrated speed.
 pub const STEADY: f64 = 0.05;
 
-/// `yes`, `NO`, or `unstable` when a few percent of the requests moving across the median
-/// would move it by more than [`AGREEMENT`] (a p50 in the gap between two devices' modes).
+/// Fewest completed single requests whose p50 is judged.
+pub const MIN_JUDGED: usize = 30;
+
+/// `yes` or `NO`; `few` when fewer than [`MIN_JUDGED`] singles completed (the rest timed
+/// out), `unstable` when the replay's 45th and 55th percentiles are more than 2x apart:
+/// the median sits in the gap between two devices' latency modes, and a few requests
+/// moving from one to the other move it by far more than [`AGREEMENT`].
 fn verdict(o: &Outcome, simulated_ms: f64) -> &'static str {
     let q = &o.singles;
     let p50 = q.p50_ms.max(1e-9);
-    if q.p55_ms > p50 * (1.0 + AGREEMENT) || q.p45_ms < p50 / (1.0 + AGREEMENT) {
+    if q.count < MIN_JUDGED {
+        "few"
+    } else if q.p55_ms > 2.0 * q.p45_ms {
         "unstable"
     } else if (simulated_ms / p50 - 1.0).abs() <= AGREEMENT {
         "yes"

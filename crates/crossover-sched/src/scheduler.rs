@@ -273,6 +273,23 @@ pub struct Scheduler {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// Probes of the scheduler's cost: at least this many, then until [`PROBE_TIME`] is spent.
+const MIN_PROBES: usize = 3;
+const PROBE_TIME: Duration = Duration::from_secs(1);
+
+/// `f` up to `most` times: at least [`MIN_PROBES`], then while [`PROBE_TIME`] lasts (a
+/// run of a large model on a software GPU takes seconds).
+fn repeat(most: usize, mut f: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
+    let began = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < most.max(MIN_PROBES)
+        && (out.len() < MIN_PROBES || began.elapsed() < PROBE_TIME)
+    {
+        out.push(f()?);
+    }
+    Ok(out)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -452,7 +469,11 @@ impl Scheduler {
             .as_ref()
             .map(|c| c.latency(samples));
         let (mut wake, mut cold, mut run) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..probes.max(1) {
+        let began = Instant::now();
+        for _ in 0..probes.max(MIN_PROBES) {
+            if wake.len() >= MIN_PROBES && began.elapsed() > PROBE_TIME {
+                break;
+            }
             // Long enough for the worker to be asleep again, as on an idle device.
             std::thread::sleep(Duration::from_millis(1));
             let (tx, rx) = mpsc::channel();
@@ -509,9 +530,7 @@ impl Scheduler {
             let t = v.run(inputs)?.timings;
             Ok((t.upload + t.compute + t.download).as_secs_f64())
         };
-        let runs = runs.max(1);
-        stages(v)?;
-        let alone = (0..runs).map(|_| stages(v)).collect::<Result<Vec<_>>>()?;
+        let alone = repeat(runs, || stages(v))?;
         let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
         let (contended, background) = std::thread::scope(|s| {
             let busy = s.spawn(|| -> Result<()> {
@@ -524,7 +543,7 @@ impl Scheduler {
             while !started.load(Ordering::Relaxed) && !busy.is_finished() {
                 std::thread::yield_now();
             }
-            let contended = (0..runs).map(|_| stages(v)).collect::<Result<Vec<_>>>();
+            let contended = repeat(runs, || stages(v));
             stop.store(true, Ordering::Relaxed);
             let background = busy.join().unwrap_or_else(|_| {
                 Err(Error::Device {

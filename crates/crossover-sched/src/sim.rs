@@ -1,7 +1,9 @@
 //! A discrete-event simulation of the scheduler: the same routing ([`crate::policy::route`])
 //! and the same dynamic batching rules, with each run taking the time its device's cost
-//! curve predicts. It answers what a fleet of devices would do with a request trace
-//! without running a model, which is what `crossover plan` sizes fleets with.
+//! curve predicts, plus what the scheduler measurably adds to it ([`Overhead`]) and the
+//! slowdown of devices that share the host's cores while both run. It answers what a
+//! fleet of devices would do with a request trace without running a model, which is what
+//! `crossover plan` sizes fleets with.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -565,5 +567,50 @@ mod tests {
         // would beat it by the split margin).
         assert!((r.latencies[0].1 - 1e-3).abs() < 1e-9, "{:?}", r.latencies);
         assert!(r.latencies[1].1 < 0.02, "{:?}", r.latencies);
+    }
+
+    #[test]
+    fn handling_and_wake_up_add_to_an_idle_devices_runs() {
+        let mut d = device("cpu", curve(0.0, 1e-3), 0);
+        d.overhead = Overhead {
+            wake: 1e-4,
+            cold: 2e-4,
+            run: 3e-4,
+        };
+        // Alone: wake-up, cold start, handling and the run. Right behind another run:
+        // the worker is awake and warm, so handling and the run only.
+        let arrivals = [0.0, 1.0, 1.0].map(|at| Arrival { at, samples: 1 });
+        let r = simulate(&[d], &Policy::Latency, &arrivals, false, None);
+        let l: Vec<f64> = r.latencies.iter().map(|x| x.1).collect();
+        assert!((l[0] - 1.6e-3).abs() < 1e-9, "{l:?}");
+        assert!((l[1] - 1.6e-3).abs() < 1e-9, "{l:?}");
+        assert!((l[2] - (1.6e-3 + 1.3e-3)).abs() < 1e-9, "{l:?}");
+    }
+
+    #[test]
+    fn devices_sharing_cores_slow_each_other_while_both_run() {
+        // Two devices, each 10 ms per run alone and twice as slow while the other runs.
+        let mut a = device("cpu", curve(0.01, 0.0), 0);
+        let mut b = device("wgpu:0", curve(0.01, 0.0), 0);
+        a.contention.insert(b.id.clone(), 2.0);
+        b.contention.insert(a.id.clone(), 2.0);
+        let arrivals = [0.0, 0.005].map(|at| Arrival { at, samples: 1 });
+        let r = simulate(&[a, b], &Policy::RoundRobin, &arrivals, false, None);
+        // a runs alone for 5 ms, then both at half speed: a's last 5 ms take 10, and b
+        // has done 5 ms of its 10 by then; b finishes its last 5 ms alone.
+        let l: Vec<f64> = r.latencies.iter().map(|x| x.1).collect();
+        assert!((l[0] - 0.015).abs() < 1e-9, "{l:?}");
+        assert!((l[1] - 0.015).abs() < 1e-9, "{l:?}");
+    }
+
+    #[test]
+    fn requests_past_their_deadline_fail_instead_of_running() {
+        let d = [device("cpu", curve(0.01, 0.0), 0)];
+        // Three at once on a device that runs one at a time (not batchable): the third
+        // has waited 20 ms when its turn comes, past a 15 ms deadline.
+        let arrivals = [0.0; 3].map(|at| Arrival { at, samples: 1 });
+        let r = simulate(&d, &Policy::Latency, &arrivals, false, Some(0.015));
+        assert_eq!(r.latencies.len(), 2);
+        assert_eq!(r.expired, 1);
     }
 }
