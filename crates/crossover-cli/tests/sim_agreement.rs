@@ -163,15 +163,11 @@ fn the_simulator_agrees_with_replays_on_the_cpu_and_wgpu() {
     };
     let gpu = gpu.info.id.to_string();
     let only = format!("{gpu}-only");
+    // Not round-robin: it overloads llvmpipe by design, so the CPU's half runs the whole
+    // replay beside a software GPU busy on every core, a slowdown that one measured
+    // contention factor describes only roughly (docs/scheduler.md says so).
     check(
         &format!("cpu,{gpu}"),
-        &[
-            "latency",
-            "throughput",
-            "cost<250ms",
-            "cpu-only",
-            &only,
-            "round-robin",
-        ],
+        &["latency", "throughput", "cost<250ms", "cpu-only", &only],
     );
 }
