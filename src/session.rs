@@ -12,8 +12,8 @@ use crossover_core::{
 };
 use crossover_cpu::CpuBackend;
 use crossover_sched::{
-    batch, calibrate, BatchAxis, CalibrationOptions, DeviceSlot, DeviceStats, Policy, Profile,
-    ProfileCache, QueueConfig, Reply, Scheduler, Selection, Step, Ticket,
+    batch, calibrate, BatchAxis, CalibrationOptions, DeviceSlot, DeviceStats, Overhead, Policy,
+    Profile, ProfileCache, QueueConfig, Reply, Scheduler, Selection, Step, Ticket,
 };
 use rand::{Rng, SeedableRng};
 
@@ -432,6 +432,32 @@ impl Session {
 
     pub fn queue_config(&self, device: &DeviceId) -> Option<&QueueConfig> {
         self.scheduler.queue_config(device)
+    }
+
+    /// What the scheduler adds to a one-sample request on `device` beyond its run's
+    /// stage times, from `probes` requests sent one at a time while the session is idle
+    /// (for the simulator; see [`Scheduler::measure_overhead`]).
+    pub fn measure_overhead(&self, device: &DeviceId, probes: usize) -> Result<Overhead> {
+        self.scheduler
+            .measure_overhead(device, &self.sample, probes)
+    }
+
+    /// How many times longer `victim`'s one-sample runs take while `other` runs full
+    /// batches (its queue's `max_batch`, as under load) without pause (see
+    /// [`Scheduler::measure_contention`]).
+    pub fn measure_contention(
+        &self,
+        victim: &DeviceId,
+        other: &DeviceId,
+        runs: usize,
+    ) -> Result<f64> {
+        let batch = match (&self.axis, self.queue_config(other)) {
+            (BatchAxis::Leading, Some(q)) => q.max_batch,
+            _ => 1,
+        };
+        let load = repeat_batch(&self.sample, batch)?;
+        self.scheduler
+            .measure_contention(victim, &self.sample, other, &load, runs)
     }
 
     /// Measures every device now at batch sizes 1, 2, 4, … (outside the queues) and

@@ -86,9 +86,12 @@ enum Command {
         /// Requests per replay.
         #[arg(long, default_value_t = 150)]
         requests: usize,
-        /// Mean arrivals per second; default: 60% of what the best device sustains.
+        /// Mean arrivals per second; default: `--load` times what the best device sustains.
         #[arg(long)]
         rate: Option<f64>,
+        /// Offered load without `--rate`: a share of what the best device sustains.
+        #[arg(long, default_value_t = 0.6)]
+        load: f64,
         /// Share of requests that are bulk batches.
         #[arg(long, default_value_t = 0.1)]
         bulk_share: f64,
@@ -181,6 +184,7 @@ fn main() -> ExitCode {
             common,
             requests,
             rate,
+            load,
             bulk_share,
             bulk,
             slo_ms,
@@ -196,6 +200,7 @@ fn main() -> ExitCode {
                 slo_ms,
             },
             Duration::from_secs_f64(timeout_ms.max(0.0) / 1e3),
+            load,
         ),
         Command::Plan {
             profile,
@@ -533,7 +538,7 @@ struct Mix {
     slo_ms: f64,
 }
 
-fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result<()> {
+fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64) -> Result<()> {
     let model = load_model(spec)?;
     let sample = sample_inputs(spec, &model, common.seq)?;
     let prices = parse_prices(&common.price)?;
@@ -547,9 +552,12 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result
         cached => cached.to_vec(),
     };
     let devices: Vec<DeviceId> = probe.devices().into_iter().map(|d| d.id).collect();
-    drop(probe);
     let report = Report::new(spec.to_string(), profiles.clone(), prices.clone())?;
     report.print()?;
+    let host = replay::measure_host(&probe, &devices)?;
+    drop(probe);
+    println!();
+    replay::print_host(&host);
 
     // Offered load: a share of what the best single device sustains on this mix.
     let curves: Vec<_> = profiles.iter().map(|p| p.curve()).collect::<Result<_>>()?;
@@ -557,7 +565,7 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result
         .iter()
         .map(|c| plan::capacity(c, mix.bulk_share, mix.bulk))
         .fold(0.0, f64::max);
-    let rate = mix.rate.unwrap_or(0.6 * capacity);
+    let rate = mix.rate.unwrap_or(load * capacity);
     if !(rate.is_finite() && rate > 0.0) {
         return Err(crossover::core::invalid!(
             "the arrival rate must be a positive number, got {rate}"
@@ -637,29 +645,64 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration) -> Result
                     curve: p.curve()?,
                     queue: session.queue_config(&d.id).cloned().unwrap_or_default(),
                     price: price_of(&prices, &d.id).unwrap_or(0.0),
+                    overhead: host.overhead.get(&d.id).copied().unwrap_or_default(),
+                    contention: host.contention.get(&d.id).cloned().unwrap_or_default(),
+                    run_scale: 1.0,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
         let batchable = *session.batch_axis() == crossover::sched::BatchAxis::Leading;
-        let sim = simulate(&fleet, &policy, &arrivals, batchable);
-        simulated.push((sim.quantile(0.5, Some(1)), sim.quantile(0.5, None)));
+        let deadline = Some(timeout.as_secs_f64());
+        let forecast = simulate(&fleet, &policy, &arrivals, batchable, deadline);
+        // Again at the speed each device ran at in the replay, relative to calibration,
+        // beyond the slowdowns the simulator models itself.
+        let stats = session.stats();
+        let speed: Vec<(DeviceId, f64)> = fleet
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let s = stats.iter().find(|s| s.device == d.id);
+                let (busy, calibrated) = s.map_or((0.0, 0.0), |s| {
+                    (s.busy.as_secs_f64(), s.calibrated_busy.as_secs_f64())
+                });
+                let modelled = forecast.busy[i] / forecast.calibrated_busy[i].max(1e-12);
+                let f = if calibrated > 0.0 && forecast.calibrated_busy[i] > 0.0 {
+                    busy / calibrated / modelled
+                } else if busy > 0.0 && forecast.busy[i] > 0.0 {
+                    // No calibrated curve in the session (one device): the same trace's
+                    // device time.
+                    busy / forecast.busy[i]
+                } else {
+                    1.0
+                };
+                (d.id.clone(), f)
+            })
+            .collect();
+        let scaled: Vec<SimDevice> = fleet
+            .iter()
+            .zip(&speed)
+            .map(|(d, (_, f))| SimDevice {
+                run_scale: *f,
+                ..d.clone()
+            })
+            .collect();
+        let check = simulate(&scaled, &policy, &arrivals, batchable, deadline);
+        simulated.push((forecast, speed, check));
     }
     println!();
     replay::print(&outcomes);
     println!();
-    println!(
-        "{:<16} {:>13} {:>13} {:>8}   (simulator on the measured curves vs the replay)",
-        "scenario", "replay p50", "simulated p50", "ratio"
-    );
-    for (o, (single, _)) in outcomes.iter().zip(&simulated) {
-        println!(
-            "{:<16} {:>10.2} ms {:>10.2} ms {:>8.2}",
-            o.scenario,
-            o.singles.p50_ms,
-            single * 1e3,
-            single * 1e3 / o.singles.p50_ms.max(1e-9)
-        );
-    }
+    let rows: Vec<replay::Agreement> = outcomes
+        .iter()
+        .zip(simulated)
+        .map(|(replay, (forecast, speed, check))| replay::Agreement {
+            replay,
+            forecast,
+            speed,
+            check,
+        })
+        .collect();
+    replay::print_agreement(&rows);
     let latency = &outcomes[0];
     let baselines: Vec<&replay::Outcome> = outcomes
         .iter()

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crossover::sched::sim::{simulate, SimDevice, TraceSpec};
-use crossover::sched::QueueConfig;
+use crossover::sched::{Overhead, QueueConfig};
 use crossover::{DeviceId, DeviceKind, Policy, Profile, Result};
 
 use crate::report::price_of;
@@ -103,6 +103,10 @@ pub fn devices(fleet: &Fleet, types: &[InstanceType]) -> Result<Vec<SimDevice>> 
                 queue: QueueConfig::from_curve(&curve, t.profile.max_batch),
                 curve: curve.clone(),
                 price: t.price,
+                // Separate instances: no shared cores; the profile has no handling cost.
+                overhead: Overhead::default(),
+                contention: BTreeMap::new(),
+                run_scale: 1.0,
             });
         }
     }
@@ -125,7 +129,7 @@ pub fn evaluate(
         p => p.clone(),
     };
     let arrivals = trace.arrivals()?;
-    let result = simulate(&devs, &policy, &arrivals, true);
+    let result = simulate(&devs, &policy, &arrivals, true, None);
     let per_hour = fleet.per_hour(types);
     let (p50, p99) = (result.quantile(0.5, None), result.quantile(0.99, None));
     let samples = result.samples().max(1) as f64;

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crossover::sched::sim::SimResult;
+use crossover::sched::Overhead;
 use crossover::{DeviceId, Result, Session, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Exp};
@@ -48,7 +50,11 @@ impl Workload {
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Quantiles {
+    /// Requests measured.
+    pub count: usize,
+    pub p45_ms: f64,
     pub p50_ms: f64,
+    pub p55_ms: f64,
     pub p99_ms: f64,
 }
 
@@ -59,7 +65,10 @@ fn quantiles(mut v: Vec<f64>) -> Quantiles {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] * 1e3;
     Quantiles {
+        count: v.len(),
+        p45_ms: at(0.45),
         p50_ms: at(0.50),
+        p55_ms: at(0.55),
         p99_ms: at(0.99),
     }
 }
@@ -79,6 +88,8 @@ pub struct Outcome {
     pub singles_on: BTreeMap<DeviceId, f64>,
     /// Mean samples per device run.
     pub mean_batch: f64,
+    /// Mean seconds of a run's stages.
+    pub mean_run: f64,
 }
 
 /// Replays `trace` through `session`; `inputs(n)` gives a request of `n` samples. A
@@ -170,6 +181,7 @@ pub fn replay(
         } else {
             run_samples as f64 / runs as f64
         },
+        mean_run: stats.iter().map(|s| s.busy.as_secs_f64()).sum::<f64>() / runs.max(1) as f64,
     })
 }
 
@@ -205,6 +217,170 @@ pub fn print(outcomes: &[Outcome]) {
             o.mean_batch,
             o.errors,
             on.join(", ")
+        );
+    }
+}
+
+/// What the simulator needs beyond the curves, measured on this machine's session.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    pub overhead: BTreeMap<DeviceId, Overhead>,
+    /// `contention[a][b]`: how many times longer a's runs take while b runs.
+    pub contention: BTreeMap<DeviceId, BTreeMap<DeviceId, f64>>,
+}
+
+/// Requests per device for the scheduler's own cost; runs per pair for contention.
+const PROBES: usize = 21;
+const CONTENTION_RUNS: usize = 7;
+
+/// The simulator's agreement target: its p50 within this share of the replay's.
+pub const AGREEMENT: f64 = 0.2;
+
+/// Measures the scheduler's per-request cost on each device and how much each pair of
+/// devices slows each other down when both run.
+pub fn measure_host(session: &Session, devices: &[DeviceId]) -> Result<Host> {
+    let mut host = Host::default();
+    for d in devices {
+        host.overhead
+            .insert(d.clone(), session.measure_overhead(d, PROBES)?);
+    }
+    for a in devices {
+        for b in devices.iter().filter(|b| *b != a) {
+            let slowdown = session.measure_contention(a, b, CONTENTION_RUNS)?;
+            host.contention
+                .entry(a.clone())
+                .or_default()
+                .insert(b.clone(), slowdown);
+        }
+    }
+    Ok(host)
+}
+
+pub fn print_host(host: &Host) {
+    println!("measured for the simulator (one-sample requests):");
+    for (d, o) in &host.overhead {
+        let slower: Vec<String> = host
+            .contention
+            .get(d)
+            .into_iter()
+            .flatten()
+            .map(|(b, f)| format!("{f:.2}x as long while {b} runs"))
+            .collect();
+        println!(
+            "  {d}: after idle, wake-up {:.3} ms and {:.3} ms slower stages; handling {:.3} ms per run{}{}",
+            o.wake * 1e3,
+            o.cold * 1e3,
+            o.run * 1e3,
+            if slower.is_empty() { "" } else { "; runs take " },
+            slower.join(", ")
+        );
+    }
+}
+
+/// p50 of the simulated requests with one sample.
+fn sim_p50_ms(sim: &SimResult) -> f64 {
+    quantiles(
+        sim.latencies
+            .iter()
+            .filter(|(n, _)| *n == 1)
+            .map(|(_, l)| *l)
+            .collect(),
+    )
+    .p50_ms
+}
+
+/// One replay and its simulations.
+pub struct Agreement<'a> {
+    pub replay: &'a Outcome,
+    /// On the calibrated curves: the prediction `crossover plan` makes.
+    pub forecast: SimResult,
+    /// How many times their calibrated time each device's runs took in the replay,
+    /// beyond what the simulator models (another process on the machine, say).
+    pub speed: Vec<(DeviceId, f64)>,
+    /// On the calibrated curves scaled by `speed`: the model checked with the device
+    /// speeds the replay ran at.
+    pub check: SimResult,
+}
+
+/// Whether the forecast can be held to the replay: every device ran within this share of
+/// its calibrated speed.
+pub const STEADY: f64 = 0.05;
+
+/// Fewest completed single requests whose p50 is judged.
+pub const MIN_JUDGED: usize = 30;
+
+/// `yes` or `NO`; `few` when fewer than [`MIN_JUDGED`] singles completed (the rest timed
+/// out), `unstable` when the replay's 45th and 55th percentiles are more than 2x apart:
+/// the median sits in the gap between two devices' latency modes, and a few requests
+/// moving from one to the other move it by far more than [`AGREEMENT`].
+fn verdict(o: &Outcome, simulated_ms: f64) -> &'static str {
+    let q = &o.singles;
+    let p50 = q.p50_ms.max(1e-9);
+    if q.count < MIN_JUDGED {
+        "few"
+    } else if q.p55_ms > 2.0 * q.p45_ms {
+        "unstable"
+    } else if (simulated_ms / p50 - 1.0).abs() <= AGREEMENT {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+/// Each replay's single-request p50 next to the simulator's on the same trace, queues and
+/// measured host costs, and whether they agree within [`AGREEMENT`].
+pub fn print_agreement(rows: &[Agreement]) {
+    println!(
+        "simulator vs replay (single-request p50, same trace and queues; agrees within {:.0}%):",
+        AGREEMENT * 100.0
+    );
+    println!("  forecast: on the calibrated curves, as `crossover plan` predicts");
+    println!("  check: on the calibrated curves scaled by the device speed seen in the replay");
+    println!(
+        "{:<16} {:>11} {:>11} {:>6} {:>9} {:>24} {:>11} {:>6} {:>9} {:>14} {:>14}",
+        "scenario",
+        "replay p50",
+        "forecast",
+        "ratio",
+        "agrees",
+        "replay speed",
+        "check",
+        "ratio",
+        "agrees",
+        "batch rep/sim",
+        "errors rep/sim"
+    );
+    for a in rows {
+        let o = a.replay;
+        let forecast = sim_p50_ms(&a.forecast);
+        let check = sim_p50_ms(&a.check);
+        let runs = a.check.runs.iter().sum::<usize>().max(1) as f64;
+        let batch = a.check.run_samples.iter().sum::<usize>() as f64 / runs;
+        let speed: Vec<String> = a.speed.iter().map(|(d, f)| format!("{d}={f:.2}")).collect();
+        println!(
+            "{:<16} {:>8.2} ms {:>8.2} ms {:>6.2} {:>9} {:>24} {:>8.2} ms {:>6.2} {:>9} {:>14} {:>14}",
+            o.scenario,
+            o.singles.p50_ms,
+            forecast,
+            forecast / o.singles.p50_ms.max(1e-9),
+            verdict(o, forecast),
+            speed.join(","),
+            check,
+            check / o.singles.p50_ms.max(1e-9),
+            verdict(o, check),
+            format!("{:.1}/{:.1}", o.mean_batch, batch),
+            format!("{}/{}", o.errors, a.check.refused + a.check.expired)
+        );
+    }
+    let steady = rows
+        .iter()
+        .flat_map(|a| &a.speed)
+        .all(|(_, f)| (f - 1.0).abs() <= STEADY);
+    if !steady {
+        println!(
+            "the devices did not run at their calibrated speed (within {:.0}%) in every replay: \
+             the forecast is not held to the replay there; the check is",
+            STEADY * 100.0
         );
     }
 }

@@ -23,5 +23,5 @@ pub use curve::{crossover, Breakdown, CostCurve, Crossover, Sample};
 pub use devices::{discover, discover_kinds, select, Discovery, Found, Missing, Selection};
 pub use policy::{parse_prices, Policy, Route};
 pub use profile::{calibrate, CalibrationOptions, Profile, ProfileCache, Step};
-pub use scheduler::{DeviceSlot, QueueConfig, Reply, RunInfo, Scheduler, Ticket};
+pub use scheduler::{DeviceSlot, Overhead, QueueConfig, Reply, RunInfo, Scheduler, Ticket};
 pub use stats::{DeviceStats, Percentiles};

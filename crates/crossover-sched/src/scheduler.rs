@@ -72,6 +72,21 @@ impl Default for QueueConfig {
     }
 }
 
+/// What serving a request costs on one device beyond its run's timed stages (the curve),
+/// in seconds: measured by [`Scheduler::measure_overhead`], modelled by the simulator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Overhead {
+    /// From a request reaching an idle device's queue to its run starting, beyond the
+    /// batching delay: the worker thread waking up. A busy worker does not pay it.
+    pub wake: f64,
+    /// How much longer the stages of a run take after the device sat idle than in
+    /// back-to-back calibration runs: thread pools asleep, caches cold.
+    pub cold: f64,
+    /// How long each run holds the worker beyond its stage times: routing, joining the
+    /// inputs, the backend's untimed host work, cutting the outputs and replying.
+    pub run: f64,
+}
+
 /// One device given to the scheduler: the model compiled for it and what it costs.
 pub struct DeviceSlot {
     pub info: DeviceInfo,
@@ -232,11 +247,14 @@ struct Device {
     state: Mutex<State>,
     wake: Condvar,
     curve: RwLock<Option<CostCurve>>,
+    /// The curve as calibrated, before any refinement.
+    calibrated: Option<CostCurve>,
     counters: Mutex<Counters>,
 }
 
-/// Weight of each observed run in the online refinement of a device's curve.
-const OBSERVE_WEIGHT: f64 = 0.1;
+/// Weight of each observed run in the online refinement of a device's curve (the
+/// simulator refines its curves the same way).
+pub(crate) const OBSERVE_WEIGHT: f64 = 0.1;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -253,6 +271,28 @@ struct Inner {
 pub struct Scheduler {
     inner: Arc<Inner>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// Probes of the scheduler's cost: at least this many, then until [`PROBE_TIME`] is spent.
+const MIN_PROBES: usize = 3;
+const PROBE_TIME: Duration = Duration::from_secs(1);
+
+/// `f` up to `most` times: at least [`MIN_PROBES`], then while [`PROBE_TIME`] lasts (a
+/// run of a large model on a software GPU takes seconds).
+fn repeat(most: usize, mut f: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
+    let began = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < most.max(MIN_PROBES)
+        && (out.len() < MIN_PROBES || began.elapsed() < PROBE_TIME)
+    {
+        out.push(f()?);
+    }
+    Ok(out)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -305,6 +345,7 @@ impl Scheduler {
                         health: Health::Healthy,
                     }),
                     wake: Condvar::new(),
+                    calibrated: d.curve.clone(),
                     curve: RwLock::new(d.curve),
                     counters: Mutex::new(Counters::default()),
                 })
@@ -396,6 +437,124 @@ impl Scheduler {
                 lock(&d.counters).snapshot(d.info.id.clone(), healthy)
             })
             .collect()
+    }
+
+    /// Measures [`Overhead`] on `device` with `probes` requests of `inputs`, one at a
+    /// time through its queue while it is otherwise idle: the medians of what each
+    /// reply's latency adds to its run's stage times. The probes count in the stats.
+    pub fn measure_overhead(
+        &self,
+        device: &DeviceId,
+        inputs: &[Tensor],
+        probes: usize,
+    ) -> Result<Overhead> {
+        let i = self
+            .inner
+            .devices
+            .iter()
+            .position(|d| &d.info.id == device)
+            .ok_or_else(|| {
+                crossover_core::invalid!("{device} is not among the scheduler's devices")
+            })?;
+        let d = &self.inner.devices[i];
+        let delay = match self.inner.axis {
+            BatchAxis::Leading => d.queue.max_delay,
+            BatchAxis::None => Duration::ZERO,
+        };
+        let samples = self.inner.axis.samples(inputs)?;
+        let predicted = d
+            .curve
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.latency(samples));
+        let (mut wake, mut cold, mut run) = (Vec::new(), Vec::new(), Vec::new());
+        let began = Instant::now();
+        for _ in 0..probes.max(MIN_PROBES) {
+            if wake.len() >= MIN_PROBES && began.elapsed() > PROBE_TIME {
+                break;
+            }
+            // Long enough for the worker to be asleep again, as on an idle device.
+            std::thread::sleep(Duration::from_millis(1));
+            let (tx, rx) = mpsc::channel();
+            let now = Instant::now();
+            self.inner.enqueue(
+                i,
+                Job {
+                    inputs: inputs.to_vec(),
+                    samples,
+                    arrived: now,
+                    queued: now,
+                    deadline: None,
+                    tried: Vec::new(),
+                    part: 0,
+                    reply: tx,
+                },
+            )?;
+            let reply = Ticket { parts: 1, rx }.wait()?;
+            let r = &reply.runs[0];
+            let t = r.timings;
+            wake.push(t.queue.saturating_sub(delay).as_secs_f64());
+            let stages = t.upload + t.compute + t.download;
+            if let Some(p) = predicted {
+                cold.push(stages.as_secs_f64() - p);
+            }
+            run.push(r.latency.saturating_sub(t.queue + stages).as_secs_f64());
+        }
+        Ok(Overhead {
+            wake: median(wake),
+            cold: median(cold).max(0.0),
+            run: median(run),
+        })
+    }
+
+    /// How many times longer `victim`'s runs of `inputs` take while `other` runs
+    /// `other_inputs` without pause, outside the queues: the medians of `runs` stage times
+    /// each way. Near 1 for devices that share nothing; well above for two that both use
+    /// the host's cores (the CPU and a software GPU such as llvmpipe).
+    pub fn measure_contention(
+        &self,
+        victim: &DeviceId,
+        inputs: &[Tensor],
+        other: &DeviceId,
+        other_inputs: &[Tensor],
+        runs: usize,
+    ) -> Result<f64> {
+        let find = |id: &DeviceId| {
+            self.executable(id).ok_or_else(|| {
+                crossover_core::invalid!("{id} is not among the scheduler's devices")
+            })
+        };
+        let (v, o) = (find(victim)?, find(other)?);
+        let stages = |v: &dyn Executable| -> Result<f64> {
+            let t = v.run(inputs)?.timings;
+            Ok((t.upload + t.compute + t.download).as_secs_f64())
+        };
+        let alone = repeat(runs, || stages(v))?;
+        let (started, stop) = (AtomicBool::new(false), AtomicBool::new(false));
+        let (contended, background) = std::thread::scope(|s| {
+            let busy = s.spawn(|| -> Result<()> {
+                while !stop.load(Ordering::Relaxed) {
+                    started.store(true, Ordering::Relaxed);
+                    o.run(other_inputs)?;
+                }
+                Ok(())
+            });
+            while !started.load(Ordering::Relaxed) && !busy.is_finished() {
+                std::thread::yield_now();
+            }
+            let contended = repeat(runs, || stages(v));
+            stop.store(true, Ordering::Relaxed);
+            let background = busy.join().unwrap_or_else(|_| {
+                Err(Error::Device {
+                    device: other.to_string(),
+                    message: "a run panicked".into(),
+                })
+            });
+            (contended, background)
+        });
+        background?;
+        Ok((median(contended?) / median(alone).max(f64::MIN_POSITIVE)).max(1.0))
     }
 
     /// Runs directly on one device's compiled model, outside the queues (calibration).
@@ -661,7 +820,10 @@ impl Inner {
             Ok(out) => {
                 lock(&d.state).health = Health::Healthy;
                 let t = out.timings;
-                lock(&d.counters).run(t.upload + t.compute + t.download);
+                let calibrated = d.calibrated.as_ref().map_or(Duration::ZERO, |c| {
+                    Duration::from_secs_f64(c.latency(samples))
+                });
+                lock(&d.counters).run(t.upload + t.compute + t.download, calibrated);
                 self.observe(d, samples, t);
                 let rows = batch::row_ranges(jobs.iter().map(|j| j.samples));
                 let split = if jobs.len() == 1 {

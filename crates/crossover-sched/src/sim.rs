@@ -1,10 +1,12 @@
 //! A discrete-event simulation of the scheduler: the same routing ([`crate::policy::route`])
 //! and the same dynamic batching rules, with each run taking the time its device's cost
-//! curve predicts. It answers what a fleet of devices would do with a request trace
-//! without running a model, which is what `crossover plan` sizes fleets with.
+//! curve predicts, plus what the scheduler measurably adds to it ([`Overhead`]) and the
+//! slowdown of devices that share the host's cores while both run. It answers what a
+//! fleet of devices would do with a request trace without running a model, which is what
+//! `crossover plan` sizes fleets with.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::f64::consts::PI;
 
 use crossover_core::{invalid, DeviceId, Result};
@@ -14,7 +16,7 @@ use serde::Serialize;
 
 use crate::curve::CostCurve;
 use crate::policy::{self, DeviceView, Policy, Route};
-use crate::scheduler::QueueConfig;
+use crate::scheduler::{Overhead, QueueConfig, OBSERVE_WEIGHT};
 
 /// One device of a simulated fleet.
 #[derive(Clone, Debug)]
@@ -24,6 +26,14 @@ pub struct SimDevice {
     pub queue: QueueConfig,
     /// Dollars per hour, for the fleet's cost.
     pub price: f64,
+    /// What the scheduler adds to each request beyond the curve (zero: the curve alone).
+    pub overhead: Overhead,
+    /// How many times longer its runs take while a device named here runs (devices that
+    /// share its host cores, such as the CPU and a software GPU); others do not slow it.
+    pub contention: BTreeMap<DeviceId, f64>,
+    /// Runs take this many times what the curve says (1: as calibrated), while routing
+    /// still believes the curve: a device found slower or faster than calibrated.
+    pub run_scale: f64,
 }
 
 /// A request of a trace: when it arrives (seconds from the start) and its samples.
@@ -122,12 +132,19 @@ impl TraceSpec {
 pub struct SimResult {
     /// Per request: samples and seconds from arrival to completion.
     pub latencies: Vec<(usize, f64)>,
-    /// Seconds each device ran.
+    /// Seconds each device spent in its runs' stages (as the scheduler's counters).
     pub busy: Vec<f64>,
+    /// What the curve predicted for the same runs (as the scheduler's counters).
+    pub calibrated_busy: Vec<f64>,
+    /// Runs and samples run per device.
+    pub runs: Vec<usize>,
+    pub run_samples: Vec<usize>,
     /// Last completion, seconds.
     pub makespan: f64,
     /// Requests no device could take (every queue full).
     pub refused: usize,
+    /// Requests still queued past their deadline, which failed.
+    pub expired: usize,
 }
 
 impl SimResult {
@@ -154,8 +171,8 @@ impl SimResult {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Event {
     Arrive(usize),
-    /// A device finished its run.
-    Done(usize),
+    /// A device finished its run (the run's version: a rescheduled run leaves stale ones).
+    Done(usize, u64),
     /// A device's batching delay ran out.
     Wake(usize),
 }
@@ -187,21 +204,43 @@ struct Job {
     queued: f64,
 }
 
+/// A run in progress.
+struct Run {
+    jobs: Vec<Job>,
+    samples: usize,
+    start: f64,
+    /// What the scheduler predicted it takes (its current curve), for the backlog.
+    predicted: f64,
+    /// The run's own time (wake-up, handling and stages) when it runs alone.
+    alone: f64,
+    /// Of which the stages take longer for a cold start.
+    cold: f64,
+    /// Of `alone`, seconds still to go; progress since `at` at `rate` is not counted yet.
+    left: f64,
+    at: f64,
+    /// Seconds of the run done per second, below 1 while a device it contends with runs.
+    rate: f64,
+    version: u64,
+}
+
 #[derive(Default)]
 struct Dev {
     jobs: VecDeque<Job>,
     queued: usize,
-    /// The run in progress: its jobs, start and predicted end.
-    running: Option<(Vec<Job>, f64, f64)>,
+    running: Option<Run>,
+    /// Whether the worker just finished a run and has not gone back to sleep.
+    awake: bool,
 }
 
 /// Runs `arrivals` through `devices` under `policy`; `splittable`: requests may be cut
-/// along the batch axis (as the live scheduler does for batchable models).
+/// along the batch axis (as the live scheduler does for batchable models); `deadline`:
+/// seconds after which a request still queued fails, as [`crate::Scheduler::submit`]'s.
 pub fn simulate(
     devices: &[SimDevice],
     policy: &Policy,
     arrivals: &[Arrival],
     splittable: bool,
+    deadline: Option<f64>,
 ) -> SimResult {
     let mut heap = BinaryHeap::new();
     let mut seq = 0u64;
@@ -213,26 +252,71 @@ pub fn simulate(
         push(&mut heap, a.at, Event::Arrive(i));
     }
     let mut devs: Vec<Dev> = devices.iter().map(|_| Dev::default()).collect();
+    // The curves routing sees: calibrated, then refined by each run, as the scheduler's.
+    let mut believed: Vec<CostCurve> = devices.iter().map(|d| d.curve.clone()).collect();
+    // contention[i][j]: how much longer i's runs take while j runs.
+    let contention: Vec<Vec<f64>> = devices
+        .iter()
+        .map(|d| {
+            devices
+                .iter()
+                .map(|o| d.contention.get(&o.id).copied().unwrap_or(1.0).max(1.0))
+                .collect()
+        })
+        .collect();
     let mut result = SimResult {
         busy: vec![0.0; devices.len()],
+        calibrated_busy: vec![0.0; devices.len()],
+        runs: vec![0; devices.len()],
+        run_samples: vec![0; devices.len()],
         ..SimResult::default()
     };
-    // Parts outstanding and latest completion per request.
-    let mut pending: Vec<(usize, f64)> = vec![(0, 0.0); arrivals.len()];
+    // Parts outstanding, latest completion, and whether a part failed, per request.
+    let mut pending: Vec<(usize, f64, bool)> = vec![(0, 0.0, false); arrivals.len()];
     let mut routed = 0u64;
+    let mut versions = 0u64;
     while let Some(Timed(now, _, event)) = heap.pop() {
+        // Progress of every run up to now, at the rate it had.
+        for d in devs.iter_mut() {
+            if let Some(r) = d.running.as_mut() {
+                r.left = (r.left - (now - r.at) * r.rate).max(0.0);
+                r.at = now;
+            }
+        }
+        let finished = |pending: &mut Vec<(usize, f64, bool)>,
+                        result: &mut SimResult,
+                        request: usize,
+                        failed: bool| {
+            let p = &mut pending[request];
+            p.0 -= 1;
+            p.1 = p.1.max(now);
+            p.2 |= failed;
+            if p.0 == 0 {
+                let a = arrivals[request];
+                if p.2 {
+                    result.expired += 1;
+                } else {
+                    result.latencies.push((a.samples, p.1 - a.at));
+                }
+                result.makespan = result.makespan.max(p.1);
+            }
+        };
         let touched = match event {
             Event::Arrive(r) => {
                 let a = arrivals[r];
                 let views: Vec<DeviceView> = devices
                     .iter()
                     .zip(&devs)
-                    .map(|(d, s)| DeviceView {
+                    .zip(&believed)
+                    .map(|((d, s), curve)| DeviceView {
                         id: &d.id,
-                        curve: &d.curve,
+                        curve,
                         max_batch: d.queue.max_batch,
-                        backlog: s.running.as_ref().map_or(0.0, |r| (r.2 - now).max(0.0))
-                            + policy::run_time(&d.curve, d.queue.max_batch, s.queued),
+                        backlog: s
+                            .running
+                            .as_ref()
+                            .map_or(0.0, |r| (r.predicted - (now - r.start)).max(0.0))
+                            + policy::run_time(curve, d.queue.max_batch, s.queued),
                         queued: s.queued,
                         available: s.jobs.len() < d.queue.capacity,
                     })
@@ -251,7 +335,7 @@ pub fn simulate(
                         vec![]
                     }
                 };
-                pending[r] = (parts.len(), 0.0);
+                pending[r] = (parts.len(), 0.0, false);
                 for &(i, n) in &parts {
                     devs[i].jobs.push_back(Job {
                         request: r,
@@ -262,50 +346,110 @@ pub fn simulate(
                 }
                 parts.iter().map(|p| p.0).collect()
             }
-            Event::Done(i) => {
-                if let Some((jobs, start, end)) = devs[i].running.take() {
-                    result.busy[i] += end - start;
-                    for j in jobs {
-                        let p = &mut pending[j.request];
-                        p.0 -= 1;
-                        p.1 = p.1.max(now);
-                        if p.0 == 0 {
-                            let a = arrivals[j.request];
-                            result.latencies.push((a.samples, p.1 - a.at));
-                            result.makespan = result.makespan.max(p.1);
-                        }
+            Event::Done(i, v) => match devs[i].running.take() {
+                Some(run) if run.version == v => {
+                    // The stages of the run, stretched as contention stretched all of it:
+                    // what the scheduler observes, counts as busy and refines its curve by.
+                    let stretch = (now - run.start) / run.alone.max(f64::MIN_POSITIVE);
+                    let mut seen = devices[i].curve.predict(run.samples);
+                    let scaled = stretch * devices[i].run_scale;
+                    seen.upload *= scaled;
+                    seen.compute = seen.compute * scaled + run.cold * stretch;
+                    seen.download *= scaled;
+                    believed[i].observe(seen, OBSERVE_WEIGHT);
+                    result.busy[i] += seen.total();
+                    result.calibrated_busy[i] += devices[i].curve.latency(run.samples);
+                    result.runs[i] += 1;
+                    result.run_samples[i] += run.samples;
+                    for j in run.jobs {
+                        finished(&mut pending, &mut result, j.request, false);
                     }
+                    devs[i].awake = true;
+                    vec![i]
                 }
-                vec![i]
-            }
+                // A stale completion of a run since rescheduled.
+                other => {
+                    devs[i].running = other;
+                    vec![]
+                }
+            },
             Event::Wake(i) => vec![i],
         };
         for i in touched {
-            if devs[i].running.is_some() || devs[i].jobs.is_empty() {
-                continue;
-            }
             let d = &devices[i];
             let s = &mut devs[i];
-            let waiting: usize = s.jobs.iter().map(|j| j.samples).sum();
-            let deadline = s.jobs[0].queued + d.queue.max_delay.as_secs_f64();
-            // Wait for company only while the oldest request may still wait.
-            if waiting < d.queue.max_batch && now < deadline && splittable {
-                push(&mut heap, deadline, Event::Wake(i));
-                continue;
-            }
-            let mut take = Vec::new();
-            let mut n = 0;
-            while let Some(j) = s.jobs.front() {
-                if !take.is_empty() && (!splittable || n + j.samples > d.queue.max_batch) {
+            while s.running.is_none() && !s.jobs.is_empty() {
+                let waiting: usize = s.jobs.iter().map(|j| j.samples).sum();
+                let until = s.jobs[0].queued + d.queue.max_delay.as_secs_f64();
+                // Wait for company only while the oldest request may still wait.
+                if waiting < d.queue.max_batch && now < until && splittable {
+                    push(&mut heap, until, Event::Wake(i));
+                    s.awake = false;
                     break;
                 }
-                n += j.samples;
-                take.extend(s.jobs.pop_front());
+                let mut take = Vec::new();
+                let mut n = 0;
+                while let Some(j) = s.jobs.front() {
+                    if !take.is_empty() && (!splittable || n + j.samples > d.queue.max_batch) {
+                        break;
+                    }
+                    n += j.samples;
+                    take.extend(s.jobs.pop_front());
+                }
+                s.queued -= n;
+                // Requests past their deadline fail instead of running.
+                let (live, expired): (Vec<Job>, Vec<Job>) = take
+                    .into_iter()
+                    .partition(|j| deadline.map_or(true, |t| now < arrivals[j.request].at + t));
+                for j in expired {
+                    finished(&mut pending, &mut result, j.request, true);
+                }
+                if live.is_empty() {
+                    continue;
+                }
+                let samples: usize = live.iter().map(|j| j.samples).sum();
+                let (wake, cold) = if s.awake {
+                    (0.0, 0.0)
+                } else {
+                    (d.overhead.wake, d.overhead.cold)
+                };
+                let alone = wake + cold + d.overhead.run + d.curve.latency(samples) * d.run_scale;
+                versions += 1;
+                s.running = Some(Run {
+                    jobs: live,
+                    samples,
+                    start: now,
+                    predicted: believed[i].latency(n),
+                    alone,
+                    cold,
+                    left: alone,
+                    at: now,
+                    rate: 0.0,
+                    version: versions,
+                });
             }
-            s.queued -= n;
-            let end = now + d.curve.latency(n);
-            s.running = Some((take, now, end));
-            push(&mut heap, end, Event::Done(i));
+            if s.running.is_none() {
+                s.awake = false;
+            }
+        }
+        // Each run's rate with the devices running now; a run whose rate changed (or
+        // that just started) gets its completion (re)scheduled.
+        let busy: Vec<bool> = devs.iter().map(|d| d.running.is_some()).collect();
+        for (i, d) in devs.iter_mut().enumerate() {
+            let Some(r) = d.running.as_mut() else {
+                continue;
+            };
+            let slowest = (0..busy.len())
+                .filter(|&j| j != i && busy[j])
+                .map(|j| contention[i][j])
+                .fold(1.0, f64::max);
+            let rate = 1.0 / slowest;
+            if rate != r.rate {
+                r.rate = rate;
+                versions += 1;
+                r.version = versions;
+                push(&mut heap, now + r.left / rate, Event::Done(i, r.version));
+            }
         }
     }
     result
@@ -342,6 +486,9 @@ mod tests {
                 capacity: 1 << 20,
             },
             price: 1.0,
+            overhead: Overhead::default(),
+            contention: BTreeMap::new(),
+            run_scale: 1.0,
         }
     }
 
@@ -354,7 +501,7 @@ mod tests {
                 samples: 4,
             })
             .collect();
-        let r = simulate(&d, &Policy::Latency, &arrivals, true);
+        let r = simulate(&d, &Policy::Latency, &arrivals, true, None);
         assert_eq!(r.latencies.len(), 10);
         assert!(r.latencies.iter().all(|(_, l)| (l - 4e-3).abs() < 1e-12));
         assert!((r.busy[0] - 0.04).abs() < 1e-9);
@@ -371,7 +518,7 @@ mod tests {
                 samples: 1,
             })
             .collect();
-        let r = simulate(&d, &Policy::Latency, &arrivals, true);
+        let r = simulate(&d, &Policy::Latency, &arrivals, true, None);
         let want = 0.001 + 0.01 + 5e-4;
         assert!(
             r.latencies.iter().all(|(_, l)| (l - want).abs() < 1e-9),
@@ -415,10 +562,55 @@ mod tests {
                 samples: 64,
             },
         ];
-        let r = simulate(&d, &Policy::Latency, &arrivals, true);
+        let r = simulate(&d, &Policy::Latency, &arrivals, true, None);
         // The single: 1 ms on the CPU. The bulk: 5 + 3.2 ms on the GPU (no CPU share
         // would beat it by the split margin).
         assert!((r.latencies[0].1 - 1e-3).abs() < 1e-9, "{:?}", r.latencies);
         assert!(r.latencies[1].1 < 0.02, "{:?}", r.latencies);
+    }
+
+    #[test]
+    fn handling_and_wake_up_add_to_an_idle_devices_runs() {
+        let mut d = device("cpu", curve(0.0, 1e-3), 0);
+        d.overhead = Overhead {
+            wake: 1e-4,
+            cold: 2e-4,
+            run: 3e-4,
+        };
+        // Alone: wake-up, cold start, handling and the run. Right behind another run:
+        // the worker is awake and warm, so handling and the run only.
+        let arrivals = [0.0, 1.0, 1.0].map(|at| Arrival { at, samples: 1 });
+        let r = simulate(&[d], &Policy::Latency, &arrivals, false, None);
+        let l: Vec<f64> = r.latencies.iter().map(|x| x.1).collect();
+        assert!((l[0] - 1.6e-3).abs() < 1e-9, "{l:?}");
+        assert!((l[1] - 1.6e-3).abs() < 1e-9, "{l:?}");
+        assert!((l[2] - (1.6e-3 + 1.3e-3)).abs() < 1e-9, "{l:?}");
+    }
+
+    #[test]
+    fn devices_sharing_cores_slow_each_other_while_both_run() {
+        // Two devices, each 10 ms per run alone and twice as slow while the other runs.
+        let mut a = device("cpu", curve(0.01, 0.0), 0);
+        let mut b = device("wgpu:0", curve(0.01, 0.0), 0);
+        a.contention.insert(b.id.clone(), 2.0);
+        b.contention.insert(a.id.clone(), 2.0);
+        let arrivals = [0.0, 0.005].map(|at| Arrival { at, samples: 1 });
+        let r = simulate(&[a, b], &Policy::RoundRobin, &arrivals, false, None);
+        // a runs alone for 5 ms, then both at half speed: a's last 5 ms take 10, and b
+        // has done 5 ms of its 10 by then; b finishes its last 5 ms alone.
+        let l: Vec<f64> = r.latencies.iter().map(|x| x.1).collect();
+        assert!((l[0] - 0.015).abs() < 1e-9, "{l:?}");
+        assert!((l[1] - 0.015).abs() < 1e-9, "{l:?}");
+    }
+
+    #[test]
+    fn requests_past_their_deadline_fail_instead_of_running() {
+        let d = [device("cpu", curve(0.01, 0.0), 0)];
+        // Three at once on a device that runs one at a time (not batchable): the third
+        // has waited 20 ms when its turn comes, past a 15 ms deadline.
+        let arrivals = [0.0; 3].map(|at| Arrival { at, samples: 1 });
+        let r = simulate(&d, &Policy::Latency, &arrivals, false, Some(0.015));
+        assert_eq!(r.latencies.len(), 2);
+        assert_eq!(r.expired, 1);
     }
 }

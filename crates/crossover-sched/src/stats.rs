@@ -29,6 +29,9 @@ pub struct DeviceStats {
     pub faults: u64,
     /// Time spent running.
     pub busy: Duration,
+    /// What the calibrated curve predicted for the same runs: `busy` over it says how
+    /// much slower (or faster) the device ran than when it was calibrated.
+    pub calibrated_busy: Duration,
     /// Total time requests waited in this device's queue.
     pub queued: Duration,
     pub latency: Percentiles,
@@ -53,6 +56,7 @@ pub(crate) struct Counters {
     errors: u64,
     faults: u64,
     busy: Duration,
+    calibrated_busy: Duration,
     queued: Duration,
     latency_us: Histogram<u64>,
 }
@@ -66,6 +70,7 @@ impl Default for Counters {
             errors: 0,
             faults: 0,
             busy: Duration::ZERO,
+            calibrated_busy: Duration::ZERO,
             queued: Duration::ZERO,
             // One microsecond to one hour at three significant digits.
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3)
@@ -75,9 +80,11 @@ impl Default for Counters {
 }
 
 impl Counters {
-    pub(crate) fn run(&mut self, busy: Duration) {
+    /// A run that took `busy` and that the calibrated curve put at `calibrated`.
+    pub(crate) fn run(&mut self, busy: Duration, calibrated: Duration) {
         self.runs += 1;
         self.busy += busy;
+        self.calibrated_busy += calibrated;
     }
 
     pub(crate) fn completed(&mut self, samples: usize, queued: Duration, latency: Duration) {
@@ -112,6 +119,7 @@ impl Counters {
             errors: self.errors,
             faults: self.faults,
             busy: self.busy,
+            calibrated_busy: self.calibrated_busy,
             queued: self.queued,
             latency: Percentiles {
                 p50: q(0.50),
@@ -133,7 +141,7 @@ mod tests {
         for ms in 1..=100 {
             c.completed(2, Duration::ZERO, Duration::from_millis(ms));
         }
-        c.run(Duration::from_millis(10));
+        c.run(Duration::from_millis(10), Duration::from_millis(8));
         let s = c.snapshot(DeviceId::CPU, true);
         assert_eq!(s.requests, 100);
         assert_eq!(s.samples, 200);
