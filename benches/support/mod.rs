@@ -13,6 +13,7 @@ pub fn threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+#[allow(dead_code)] // models.rs feeds the zoo's own sample inputs.
 pub fn random(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n = shape.iter().product();
