@@ -77,6 +77,8 @@ pub fn run(root: &Path, opts: &Options) -> Result<(), String> {
         status(&mut cargo)?;
     }
 
+    let agreement = agreement(root, &threads, opts.quick)?;
+
     let python = python::develop(root, true)?;
     let json = out.join("compare.json");
     let mut compare = Command::new(python);
@@ -99,12 +101,64 @@ pub fn run(root: &Path, opts: &Options) -> Result<(), String> {
     .map_err(|e| format!("{}: {e}", json.display()))?;
 
     let criterion = collect(&root.join("target/criterion"))?;
-    let report = report(&comparison, &criterion, &out)?;
+    let report = report(&comparison, &criterion, &agreement, &out)?;
     let md = out.join("report.md");
     std::fs::write(&md, &report).map_err(|e| e.to_string())?;
     println!("{report}");
     eprintln!("report: {}", md.display());
     Ok(())
+}
+
+/// The simulator against real replays: `crossover tradeoffs` on the built-in MLP over the
+/// CPU and every hardware GPU (software adapters are for correctness), whose output sets
+/// each replay's single-request p50 beside the simulator's. Returns that table and the
+/// policy summary; the whole output goes to `target/bench/tradeoffs.txt`.
+fn agreement(root: &Path, threads: &str, quick: bool) -> Result<String, String> {
+    let mut devices = vec!["cpu".to_string()];
+    devices.extend(
+        crossover::sched::discover()
+            .found
+            .iter()
+            .filter(|f| !f.software && f.info.id.kind != crossover::DeviceKind::Cpu)
+            .map(|f| f.info.id.to_string()),
+    );
+    let cache = root.join("target/bench/profiles");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(root)
+        .args(["run", "--quiet", "--release", "-p", "crossover-cli", "--"])
+        .args([
+            "tradeoffs",
+            "--model",
+            "mlp",
+            "--devices",
+            &devices.join(","),
+        ])
+        .args(["--threads", threads, "--max-batch", "16", "--load", "0.4"])
+        .args(["--requests", if quick { "200" } else { "600" }])
+        .env("CROSSOVER_CACHE_DIR", &cache);
+    eprintln!("running {cargo:?}");
+    let out = cargo.output().map_err(|e| format!("cargo run: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        return Err(format!(
+            "crossover tradeoffs failed:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    std::fs::write(root.join("target/bench/tradeoffs.txt"), &text).map_err(|e| e.to_string())?;
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("simulator vs replay"))
+        .take_while(|l| !l.trim().is_empty())
+        .chain(text.lines().filter(|l| l.starts_with("latency policy:")))
+        .collect();
+    if table.is_empty() {
+        return Err(format!(
+            "no agreement table in the tradeoffs output:\n{text}"
+        ));
+    }
+    Ok(table.join("\n"))
 }
 
 /// Every `new/estimates.json` under `dir`, with the throughput its `benchmark.json` names.
@@ -168,7 +222,12 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-fn report(c: &Comparison, criterion: &[Measured], out: &Path) -> Result<String, String> {
+fn report(
+    c: &Comparison,
+    criterion: &[Measured],
+    agreement: &str,
+    out: &Path,
+) -> Result<String, String> {
     let mut md = String::new();
     let w = |md: &mut String, s: String| {
         md.push_str(&s);
@@ -211,10 +270,16 @@ fn report(c: &Comparison, criterion: &[Measured], out: &Path) -> Result<String, 
         "Ratio = crossover / onnxruntime latency: below 1.00 crossover is faster.".into(),
     );
 
-    let peak = criterion
+    let fma = criterion
         .iter()
-        .find(|m| m.id.first().is_some_and(|g| g == "fma_peak"))
-        .and_then(|m| Some(m.elements? / m.median_ns));
+        .find(|m| m.id.first().is_some_and(|g| g == "fma_peak"));
+    let peak = fma.and_then(|m| Some(m.elements? / m.median_ns));
+    // The probe's id: `<width>-bit_x<threads>`.
+    let width = fma
+        .and_then(|m| m.id.last())
+        .and_then(|id| id.split('_').next())
+        .unwrap_or("?")
+        .to_string();
     let gemm: Vec<&Measured> = criterion
         .iter()
         .filter(|m| m.id.first().is_some_and(|g| g == "gemm"))
@@ -227,8 +292,8 @@ fn report(c: &Comparison, criterion: &[Measured], out: &Path) -> Result<String, 
             Some(p) => w(
                 &mut md,
                 format!(
-                    "FMA peak measured on {} threads (independent 256-bit FMA chains on \
-                     every core): **{p:.1} GFLOP/s**.",
+                    "FMA peak measured on {} threads (independent {width} FMA chains, the \
+                     widest this CPU has, on every core): **{p:.1} GFLOP/s**.",
                     c.threads
                 ),
             ),
@@ -312,6 +377,19 @@ fn report(c: &Comparison, criterion: &[Measured], out: &Path) -> Result<String, 
             );
         }
     }
+
+    w(&mut md, String::new());
+    w(&mut md, "## Simulator against replays".into());
+    w(&mut md, String::new());
+    w(
+        &mut md,
+        "`crossover tradeoffs --model mlp` (whole output in `target/bench/tradeoffs.txt`): \
+         each replay's single-request p50 beside the simulator's on the same trace; \
+         the goal is agreement within 20%."
+            .into(),
+    );
+    w(&mut md, String::new());
+    w(&mut md, format!("```\n{agreement}\n```"));
 
     let ratios = out.join("ratios.svg");
     plot_ratios(c, &ratios)?;

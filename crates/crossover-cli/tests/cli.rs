@@ -227,9 +227,11 @@ fn plan_sizes_a_fleet_from_a_profile() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
+    // How many CPUs the trace needs follows from the measured curve (a loaded machine
+    // calibrates slower); that some CPU fleet meets a 1 s p99 does not.
     assert!(
         text.lines()
-            .any(|l| l.starts_with("CPU only") && l.contains("1x cpu")),
+            .any(|l| l.starts_with("CPU only") && l.contains("x cpu")),
         "{text}"
     );
     assert!(text.contains("cheapest fleet meeting p99"), "{text}");
