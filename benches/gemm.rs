@@ -55,13 +55,17 @@ fn gemm(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("fma_peak");
     group.sample_size(20);
-    if let Some(flops) = support::fma_peak_flops() {
-        group.throughput(Throughput::Elements(flops * threads as u64));
-        group.bench_function(BenchmarkId::from_parameter(threads), |bench| {
-            bench.iter(|| support::fma_peak_run(threads))
+    if let Some(fma) = support::Fma::detect() {
+        group.throughput(Throughput::Elements(
+            fma.flops_per_thread() * threads as u64,
+        ));
+        // `cargo xtask bench` quotes the width and thread count from the id.
+        let id = format!("{}-bit_x{threads}", fma.lanes() * 32);
+        group.bench_function(BenchmarkId::from_parameter(id), |bench| {
+            bench.iter(|| fma.run(threads))
         });
     } else {
-        eprintln!("SKIPPED: fma_peak needs x86-64 with AVX2 and FMA");
+        eprintln!("SKIPPED: fma_peak needs x86-64 with AVX2 and FMA, or AVX-512");
     }
     group.finish();
 }

@@ -26,57 +26,99 @@ pub fn random(shape: &[usize], seed: u64) -> Tensor {
 const FMA_ITERS: u64 = 10_000_000;
 /// Independent accumulators: enough to cover FMA latency times the FMA units.
 #[allow(dead_code)]
-const FMA_CHAINS: u64 = 12;
+const FMA_CHAINS: usize = 12;
 
-/// FLOPs one thread does per `fma_peak_run`, where the machine has AVX2 and FMA.
+/// The widest fused multiply-add this CPU has: the peak is quoted for it, whatever width
+/// the GEMM kernels use.
+#[derive(Clone, Copy, Debug, PartialEq)]
 #[allow(dead_code)]
-pub fn fma_peak_flops() -> Option<u64> {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // 8 lanes, 2 FLOPs per fused multiply-add.
-        return Some(FMA_ITERS * FMA_CHAINS * 8 * 2);
-    }
-    None
+pub enum Fma {
+    /// AVX-512F: 16 f32 lanes.
+    Avx512,
+    /// AVX2 + FMA: 8 f32 lanes.
+    Avx2,
 }
 
-/// Every thread runs independent 256-bit FMA chains at once: the most FLOP/s the cores
-/// can retire, which GEMM efficiency is quoted against.
 #[allow(dead_code)]
-pub fn fma_peak_run(threads: usize) {
-    #[cfg(target_arch = "x86_64")]
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            // SAFETY: callers check `fma_peak_flops()` (AVX2 and FMA present) first.
-            s.spawn(|| std::hint::black_box(unsafe { fma_chains(FMA_ITERS) }));
+impl Fma {
+    pub fn detect() -> Option<Fma> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                return Some(Fma::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Some(Fma::Avx2);
+            }
         }
-    });
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = threads;
+        None
+    }
+
+    pub fn lanes(self) -> u64 {
+        match self {
+            Fma::Avx512 => 16,
+            Fma::Avx2 => 8,
+        }
+    }
+
+    /// FLOPs one thread does per [`Fma::run`]: 2 per lane per fused multiply-add.
+    pub fn flops_per_thread(self) -> u64 {
+        FMA_ITERS * FMA_CHAINS as u64 * self.lanes() * 2
+    }
+
+    /// Every thread runs independent FMA chains at once: the most FLOP/s the cores can
+    /// retire, which GEMM efficiency is quoted against.
+    pub fn run(self, threads: usize) {
+        #[cfg(target_arch = "x86_64")]
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                // SAFETY: `detect` found the instructions each function enables.
+                s.spawn(move || match self {
+                    Fma::Avx512 => std::hint::black_box(unsafe { fma_chains_512(FMA_ITERS) }),
+                    Fma::Avx2 => std::hint::black_box(unsafe { fma_chains_256(FMA_ITERS) }),
+                });
+            }
+        });
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = threads;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(dead_code)]
-#[allow(unused_unsafe)]
-unsafe fn fma_chains(iters: u64) -> f32 {
+unsafe fn fma_chains_256(iters: u64) -> f32 {
     use std::arch::x86_64::*;
-    // SAFETY: AVX2 and FMA are enabled for this function; the store writes 8 lanes into
-    // an 8-lane array.
-    unsafe {
-        let mut acc = [_mm256_set1_ps(0.0); FMA_CHAINS as usize];
-        let a = _mm256_set1_ps(0.999_999);
-        let b = _mm256_set1_ps(1e-7);
-        for _ in 0..iters {
-            for r in acc.iter_mut() {
-                *r = _mm256_fmadd_ps(*r, a, b);
-            }
+    let mut acc = [_mm256_set1_ps(0.0); FMA_CHAINS];
+    let a = _mm256_set1_ps(0.999_999);
+    let b = _mm256_set1_ps(1e-7);
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm256_fmadd_ps(*r, a, b);
         }
-        let mut sum = 0.0;
-        for r in acc {
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), r);
-            sum += lanes.iter().sum::<f32>();
-        }
-        sum
     }
+    let mut sum = 0.0;
+    for r in acc {
+        let mut lanes = [0f32; 8];
+        // SAFETY: the store writes 8 lanes into an 8-lane array.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), r) };
+        sum += lanes.iter().sum::<f32>();
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(dead_code)]
+unsafe fn fma_chains_512(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.0); FMA_CHAINS];
+    let a = _mm512_set1_ps(0.999_999);
+    let b = _mm512_set1_ps(1e-7);
+    for _ in 0..iters {
+        for r in acc.iter_mut() {
+            *r = _mm512_fmadd_ps(*r, a, b);
+        }
+    }
+    acc.iter().map(|&r| _mm512_reduce_add_ps(r)).sum()
 }
