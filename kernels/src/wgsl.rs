@@ -21,13 +21,18 @@ pub struct Shader {
     pub inputs: u32,
 }
 
+/// Files prepended to shaders rather than compiled on their own: `common` to every one,
+/// the others to the shaders that name them.
+pub const PRELUDES: &[&str] = &["common", "matmul_common"];
+
 macro_rules! shader {
-    ($konst:ident, $name:literal, $inputs:literal) => {
+    ($konst:ident, $name:literal, $inputs:literal $(, $prelude:literal)?) => {
         pub const $konst: Shader = Shader {
             name: $name,
             source: concat!(
                 include_str!("../wgsl/common.wgsl"),
                 "\n",
+                $(include_str!(concat!("../wgsl/", $prelude, ".wgsl")), "\n",)?
                 include_str!(concat!("../wgsl/", $name, ".wgsl"))
             ),
             entry_point: "main",
@@ -38,8 +43,9 @@ macro_rules! shader {
 
 shader!(UNARY, "unary", 1);
 shader!(BINARY, "binary", 2);
-shader!(MATMUL, "matmul", 3);
-shader!(MATVEC, "matvec", 3);
+shader!(MATMUL, "matmul", 3, "matmul_common");
+shader!(MATMUL_VEC4, "matmul_vec4", 3, "matmul_common");
+shader!(MATVEC, "matvec", 3, "matmul_common");
 shader!(SOFTMAX, "softmax", 1);
 shader!(LAYERNORM, "layernorm", 3);
 shader!(COPY, "copy", 1);
@@ -51,7 +57,19 @@ shader!(CHANNEL, "channel", 3);
 
 /// Every shader, in a fixed order.
 pub const ALL: &[Shader] = &[
-    UNARY, BINARY, MATMUL, MATVEC, SOFTMAX, LAYERNORM, COPY, GATHER, REDUCE, CONV, POOL, CHANNEL,
+    UNARY,
+    BINARY,
+    MATMUL,
+    MATMUL_VEC4,
+    MATVEC,
+    SOFTMAX,
+    LAYERNORM,
+    COPY,
+    GATHER,
+    REDUCE,
+    CONV,
+    POOL,
+    CHANNEL,
 ];
 
 /// Operation codes of `unary.wgsl` (parameter word 1).
@@ -148,8 +166,9 @@ mod tests {
                     .to_string_lossy()
                     .into_owned()
             })
-            .filter(|n| n.ends_with(".wgsl") && n != "common.wgsl")
+            .filter(|n| n.ends_with(".wgsl"))
             .map(|n| n.trim_end_matches(".wgsl").to_string())
+            .filter(|n| !PRELUDES.contains(&n.as_str()))
             .collect();
         files.sort();
         let mut listed: Vec<String> = ALL.iter().map(|s| s.name.to_string()).collect();

@@ -244,6 +244,14 @@ fn matmul_shapes() {
         check("MatMul", vec![data(a), data(b)], &[]);
     }
     check("MatMul", vec![data(&[9, 70]), weight(&[70, 31])], &[]);
+    // Sizes a multiple of 4 (the vec4 kernel on software adapters), partial tiles included.
+    for (a, b) in [
+        (&[130, 68][..], &[68, 72][..]),
+        (&[2, 1, 8, 12], &[1, 3, 12, 20]),
+        (&[1, 3, 5, 32], &[1, 3, 32, 12]),
+    ] {
+        check("MatMul", vec![data(a), data(b)], &[]);
+    }
 }
 
 #[test]
@@ -265,6 +273,16 @@ fn gemm_variants() {
         }
     }
     check("Gemm", vec![data(&[3, 5]), weight(&[5, 2])], &[]);
+    // Aligned sizes with every transpose (the vec4 kernel on software adapters).
+    for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let a: &[usize] = if ta == 1 { &[20, 72] } else { &[72, 20] };
+        let b: &[usize] = if tb == 1 { &[68, 20] } else { &[20, 68] };
+        check(
+            "Gemm",
+            vec![data(a), weight(b), weight(&[68])],
+            &[("transA", Attr::Int(ta)), ("transB", Attr::Int(tb))],
+        );
+    }
     // Few rows: the one-invocation-per-output path, with every transpose and C form.
     for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
         let a: &[usize] = if ta == 1 { &[37, 2] } else { &[2, 37] };
