@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossover_core::{
     DType, Evaluator, Executable, Graph, MemoryUsage, Node, Result, RunOutput, StageTimings,
@@ -71,6 +71,15 @@ enum Item {
         group: Arc<wgpu::BindGroup>,
         key: Vec<usize>,
     },
+    Clock(Clock),
+}
+
+/// Times one compute pass on the GPU clock: two timestamps, resolved and read back.
+#[derive(Clone)]
+struct Clock {
+    set: Arc<wgpu::QuerySet>,
+    resolve: Arc<wgpu::Buffer>,
+    readback: Arc<wgpu::Buffer>,
 }
 
 /// The resources of one run, replayable at the same input shapes.
@@ -563,7 +572,58 @@ impl<'m> Run<'m> {
         Ok(())
     }
 
-    fn encode(&mut self) -> Option<wgpu::CommandBuffer> {
+    /// The tape's query set for the next timed pass.
+    fn clock(&mut self) -> Result<Clock> {
+        if let Some(Item::Clock(c)) = self.tape.items.get(self.cursor) {
+            let c = c.clone();
+            self.cursor += 1;
+            return Ok(c);
+        }
+        self.tape.items.truncate(self.cursor);
+        let gpu = &self.m.gpu;
+        let c = Clock {
+            set: Arc::new(gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            })),
+            resolve: Arc::new(gpu.buffer(
+                16,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                "pass timestamps",
+            )?),
+            readback: Arc::new(gpu.buffer(
+                16,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                "pass timestamps",
+            )?),
+        };
+        self.tape.items.push(Item::Clock(c.clone()));
+        self.cursor += 1;
+        Ok(c)
+    }
+
+    /// The time between a finished pass's two timestamps.
+    fn pass_time(&self, c: &Clock) -> Result<Duration> {
+        self.m
+            .gpu
+            .map_read(&[(&c.readback, 16)], "reading pass timestamps")?;
+        let ticks: [u64; 2] = {
+            let view = c
+                .readback
+                .get_mapped_range(0..16)
+                .map_err(|e| self.m.gpu.error(format!("reading pass timestamps: {e}")))?;
+            let t = bytemuck::cast_slice::<u8, u64>(&view);
+            [t[0], t[1]]
+        };
+        c.readback.unmap();
+        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.m.gpu.tick_ns;
+        Ok(Duration::from_nanos(ns as u64))
+    }
+
+    /// Records the queued commands; `clock` times their compute pass (only dispatches
+    /// are queued then, so there is one).
+    fn encode(&mut self, clock: Option<&Clock>) -> Option<wgpu::CommandBuffer> {
         if self.cmds.is_empty() {
             return None;
         }
@@ -583,7 +643,11 @@ impl<'m> Run<'m> {
                     // Consecutive dispatches share one pass.
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("kernels"),
-                        timestamp_writes: None,
+                        timestamp_writes: clock.map(|c| wgpu::ComputePassTimestampWrites {
+                            query_set: &c.set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }),
                     });
                     while let Some(Cmd::Dispatch {
                         pipeline,
@@ -599,6 +663,10 @@ impl<'m> Run<'m> {
                 }
             }
         }
+        if let Some(c) = clock {
+            enc.resolve_query_set(&c.set, 0..2, &c.resolve, 0);
+            enc.copy_buffer_to_buffer(&c.resolve, 0, &c.readback, 0, 16);
+        }
         Some(enc.finish())
     }
 
@@ -612,11 +680,19 @@ impl<'m> Run<'m> {
             self.timings.upload += t0.elapsed();
         }
         let t0 = Instant::now();
-        if let Some(cb) = self.encode() {
+        let clock = if self.m.gpu.timestamps && !self.cmds.is_empty() {
+            Some(self.clock()?)
+        } else {
+            None
+        };
+        if let Some(cb) = self.encode(clock.as_ref()) {
             self.m.gpu.queue.submit([cb]);
             self.m.gpu.wait()?;
         }
-        self.timings.compute += t0.elapsed();
+        self.timings.compute += match &clock {
+            Some(c) => self.pass_time(c)?,
+            None => t0.elapsed(),
+        };
         Ok(())
     }
 
@@ -651,26 +727,15 @@ impl<'m> Run<'m> {
             }
             staged.push((*v, d.shape.clone(), rb, bytes));
         }
-        if let Some(cb) = self.encode() {
+        if let Some(cb) = self.encode(None) {
             self.m.gpu.queue.submit([cb]);
         }
-        let failed = Arc::new(Mutex::new(None::<String>));
-        for (_, _, rb, bytes) in &staged {
-            if *bytes > 0 {
-                let f = failed.clone();
-                rb.map_async(wgpu::MapMode::Read, 0..*bytes, move |r| {
-                    if let Err(e) = r {
-                        if let Ok(mut f) = f.lock() {
-                            *f = Some(e.to_string());
-                        }
-                    }
-                });
-            }
-        }
-        self.m.gpu.wait()?;
-        if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
-            return Err(self.m.gpu.error(format!("reading results back: {e}")));
-        }
+        let maps: Vec<(&wgpu::Buffer, u64)> = staged
+            .iter()
+            .filter(|s| s.3 > 0)
+            .map(|s| (s.2.as_ref(), s.3))
+            .collect();
+        self.m.gpu.map_read(&maps, "reading results back")?;
         for (v, shape, rb, bytes) in staged {
             let data: Vec<f32> = if bytes > 0 {
                 let view = rb

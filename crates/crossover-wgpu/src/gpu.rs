@@ -19,6 +19,10 @@ pub(crate) struct Gpu {
     pub queue: wgpu::Queue,
     pub limits: wgpu::Limits,
     pub desc: AdapterDesc,
+    /// The device times compute passes with timestamp queries (`TIMESTAMP_QUERY`).
+    pub timestamps: bool,
+    /// Nanoseconds per timestamp tick.
+    pub tick_ns: f64,
     pub pipelines: Vec<Pipeline>,
     /// Bound where a kernel's optional input (a bias) is absent.
     pub dummy: Arc<wgpu::Buffer>,
@@ -29,9 +33,15 @@ pub(crate) struct Gpu {
 impl Gpu {
     pub fn open(desc: AdapterDesc, adapter: &wgpu::Adapter) -> Result<Gpu> {
         let limits = adapter.limits();
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let required_features = if timestamps {
+            wgpu::Features::TIMESTAMP_QUERY
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("crossover"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             // The adapter's own limits, not WebGPU's defaults: bigger buffers fit.
             required_limits: limits.clone(),
             ..Default::default()
@@ -78,11 +88,14 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         }));
+        let tick_ns = f64::from(queue.get_timestamp_period());
         Ok(Gpu {
             device,
             queue,
             limits,
             desc,
+            timestamps,
+            tick_ns,
             pipelines,
             dummy,
             errors,
@@ -139,6 +152,26 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| self.error(format!("waiting for the queue: {e}")))?;
         self.check()
+    }
+
+    /// Maps `(buffer, bytes)` for reading once the queue has run, and waits for it.
+    pub fn map_read(&self, buffers: &[(&wgpu::Buffer, u64)], what: &str) -> Result<()> {
+        let failed = Arc::new(Mutex::new(None::<String>));
+        for &(buf, bytes) in buffers {
+            let f = failed.clone();
+            buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+                if let Err(e) = r {
+                    if let Ok(mut f) = f.lock() {
+                        *f = Some(e.to_string());
+                    }
+                }
+            });
+        }
+        self.wait()?;
+        match failed.lock().ok().and_then(|mut f| f.take()) {
+            Some(e) => Err(self.error(format!("{what}: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Fails with the first error wgpu reported since the last check.

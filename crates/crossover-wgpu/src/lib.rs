@@ -39,6 +39,26 @@ pub use adapter::{adapters, AdapterDesc, AdapterKind, AdapterSelection};
 use exec::{Compiled, DevVal, NEVER_READ};
 use gpu::Gpu;
 
+/// The clock the compute stage of a run's [`RunOutput`](crossover_core::RunOutput)
+/// timings is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComputeClock {
+    /// Timestamps the GPU writes at the start and end of each compute pass.
+    Gpu,
+    /// Host clocks around each submission and its wait: the adapter lacks
+    /// `TIMESTAMP_QUERY`.
+    Host,
+}
+
+impl std::fmt::Display for ComputeClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ComputeClock::Gpu => "GPU timestamps",
+            ComputeClock::Host => "host clock",
+        })
+    }
+}
+
 /// One wgpu adapter as a crossover device (`wgpu:N`).
 pub struct WgpuBackend {
     gpu: Arc<Gpu>,
@@ -73,6 +93,15 @@ impl WgpuBackend {
     /// The adapter this backend drives.
     pub fn adapter(&self) -> &AdapterDesc {
         &self.gpu.desc
+    }
+
+    /// Where the compute stage of the timings comes from on this adapter.
+    pub fn compute_clock(&self) -> ComputeClock {
+        if self.gpu.timestamps {
+            ComputeClock::Gpu
+        } else {
+            ComputeClock::Host
+        }
     }
 
     /// The limits that bound what fits: largest buffer, largest storage binding,
