@@ -23,7 +23,7 @@ pub struct Shader {
 
 /// Files prepended to shaders rather than compiled on their own: `common` to every one,
 /// the others to the shaders that name them.
-pub const PRELUDES: &[&str] = &["common", "matmul_common"];
+pub const PRELUDES: &[&str] = &["common", "matmul_common", "row_reduce"];
 
 macro_rules! shader {
     ($konst:ident, $name:literal, $inputs:literal $(, $prelude:literal)?) => {
@@ -46,8 +46,9 @@ shader!(BINARY, "binary", 2);
 shader!(MATMUL, "matmul", 3, "matmul_common");
 shader!(MATMUL_VEC4, "matmul_vec4", 3, "matmul_common");
 shader!(MATVEC, "matvec", 3, "matmul_common");
-shader!(SOFTMAX, "softmax", 1);
-shader!(LAYERNORM, "layernorm", 3);
+shader!(SOFTMAX, "softmax", 1, "row_reduce");
+shader!(LAYERNORM, "layernorm", 3, "row_reduce");
+shader!(ATTENTION, "attention", 4);
 shader!(COPY, "copy", 1);
 shader!(GATHER, "gather", 2);
 shader!(REDUCE, "reduce", 1);
@@ -70,6 +71,7 @@ pub const ALL: &[Shader] = &[
     CONV,
     POOL,
     CHANNEL,
+    ATTENTION,
 ];
 
 /// Operation codes of `unary.wgsl` (parameter word 1).

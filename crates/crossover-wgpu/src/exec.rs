@@ -125,6 +125,10 @@ pub(crate) struct Compiled {
     pub last_use: Vec<usize>,
     /// Per node: a Relu right after it is folded into its epilogue (Gemm, MatMul).
     pub fuse_relu: Vec<bool>,
+    /// Per node: the attention chain that ends there, tried as one kernel.
+    pub attention: Vec<Option<crate::attention::Attention>>,
+    /// Per node: part of an attention chain, run (if at all) when its last node is reached.
+    pub deferred: Vec<bool>,
     pub tapes: Mutex<HashMap<Vec<Vec<usize>>, Vec<Tape>>>,
     pub workspace: AtomicU64,
 }
@@ -229,33 +233,25 @@ impl<'m> Run<'m> {
         }
         let mut i = 0;
         while i < graph.nodes.len() {
-            let node = &graph.nodes[i];
-            let fused = self.m.fuse_relu[i];
-            let ran = if self.m.on_gpu[i] {
-                crate::lower::lower(self, node, fused)
-                    .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?
-            } else {
-                false
-            };
-            if ran && fused {
-                // The Relu's output is the fused node's output.
-                let relu = &graph.nodes[i + 1];
-                let src = node.outputs[0].expect("fusion checked the output");
-                if let Some(dst) = relu.outputs.first().copied().flatten() {
-                    let v = self.vals[src.0].take();
-                    self.vals[dst.0] = v;
-                }
-                self.release_after(i);
-                self.release_after(i + 1);
-                i += 2;
+            if self.m.deferred[i] {
+                i += 1;
                 continue;
             }
-            if !ran {
-                self.host_node(node)
-                    .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?;
+            if let Some(a) = &self.m.attention[i] {
+                let node = &graph.nodes[i];
+                if crate::attention::lower(self, a)
+                    .map_err(|e| e.in_node(node.label(&graph), "attention"))?
+                {
+                    self.release_after(i);
+                    i += 1;
+                    continue;
+                }
+                // Not this run's shapes: the deferred nodes run now, in order.
+                for &j in &a.nodes[..a.nodes.len() - 1] {
+                    self.node(j)?;
+                }
             }
-            self.release_after(i);
-            i += 1;
+            i += self.node(i)?;
         }
         let outs: Vec<ValueId> = graph.outputs.clone();
         let need: Vec<ValueId> = outs
@@ -278,6 +274,38 @@ impl<'m> Run<'m> {
                     })
             })
             .collect()
+    }
+
+    /// Runs node `i` on the device or the host; returns how many nodes that took (2 when
+    /// a Relu folded into it).
+    fn node(&mut self, i: usize) -> Result<usize> {
+        let graph = self.m.graph.clone();
+        let node = &graph.nodes[i];
+        let fused = self.m.fuse_relu[i];
+        let ran = if self.m.on_gpu[i] {
+            crate::lower::lower(self, node, fused)
+                .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?
+        } else {
+            false
+        };
+        if ran && fused {
+            // The Relu's output is the fused node's output.
+            let relu = &graph.nodes[i + 1];
+            let src = node.outputs[0].expect("fusion checked the output");
+            if let Some(dst) = relu.outputs.first().copied().flatten() {
+                let v = self.vals[src.0].take();
+                self.vals[dst.0] = v;
+            }
+            self.release_after(i);
+            self.release_after(i + 1);
+            return Ok(2);
+        }
+        if !ran {
+            self.host_node(node)
+                .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?;
+        }
+        self.release_after(i);
+        Ok(1)
     }
 
     /// Drops values whose last reader was node `i`, recycling their buffers.

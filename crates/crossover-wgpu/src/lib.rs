@@ -22,6 +22,7 @@
 //! See `docs/wgpu.md`.
 
 mod adapter;
+mod attention;
 mod exec;
 mod gpu;
 mod lower;
@@ -194,6 +195,25 @@ impl Backend for WgpuBackend {
             })
             .collect();
 
+        // An attention chain runs at its last node, where v is surely computed; what the
+        // chain reads from outside stays alive until then.
+        let mut attention = vec![None; graph.nodes.len()];
+        let mut deferred = vec![false; graph.nodes.len()];
+        for a in attention::find(&graph) {
+            let (&last, earlier) = a.nodes.split_last().expect("a chain has nodes");
+            for &j in &a.nodes {
+                for v in graph.nodes[j].inputs.iter().flatten() {
+                    if !a.produces(&graph, *v) {
+                        last_use[v.0] = last_use[v.0].max(last);
+                    }
+                }
+            }
+            for &j in earlier {
+                deferred[j] = true;
+            }
+            attention[last] = Some(a);
+        }
+
         // Weights: every f32 constant a GPU node reads, uploaded once.
         let mut read_on_gpu = vec![false; graph.values.len()];
         for (n, g) in graph.nodes.iter().zip(&on_gpu) {
@@ -245,6 +265,8 @@ impl Backend for WgpuBackend {
             on_gpu,
             last_use,
             fuse_relu,
+            attention,
+            deferred,
             tapes: Mutex::new(HashMap::new()),
             workspace: AtomicU64::new(0),
         }))

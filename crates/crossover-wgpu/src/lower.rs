@@ -146,11 +146,11 @@ pub(crate) fn has_kernel(node: &Node) -> bool {
     }
 }
 
-fn input(node: &Node, i: usize) -> Option<ValueId> {
+pub(crate) fn input(node: &Node, i: usize) -> Option<ValueId> {
     node.inputs.get(i).copied().flatten()
 }
 
-fn output(node: &Node, i: usize) -> Option<ValueId> {
+pub(crate) fn output(node: &Node, i: usize) -> Option<ValueId> {
     node.outputs.get(i).copied().flatten()
 }
 
@@ -167,7 +167,7 @@ fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-fn norm_axis(a: i64, rank: usize) -> Result<usize> {
+pub(crate) fn norm_axis(a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let v = if a < 0 { a + r } else { a };
     if v < 0 || v >= r.max(1) {
@@ -176,12 +176,12 @@ fn norm_axis(a: i64, rank: usize) -> Result<usize> {
     Ok(v as usize)
 }
 
-fn u(v: usize) -> Result<u32> {
+pub(crate) fn u(v: usize) -> Result<u32> {
     u32::try_from(v)
         .map_err(|_| invalid!("size {v} exceeds the 32-bit indexing of the wgpu kernels"))
 }
 
-fn f(v: f32) -> u32 {
+pub(crate) fn f(v: f32) -> u32 {
     v.to_bits()
 }
 
@@ -286,11 +286,11 @@ pub(crate) fn lower(r: &mut Run, node: &Node, fuse_relu: bool) -> Result<bool> {
     }
 }
 
-fn all_f32(r: &Run, vs: &[Option<ValueId>]) -> bool {
+pub(crate) fn all_f32(r: &Run, vs: &[Option<ValueId>]) -> bool {
     vs.iter().flatten().all(|&v| r.is_f32(v))
 }
 
-fn dev(r: &mut Run, v: ValueId) -> Result<DevVal> {
+pub(crate) fn dev(r: &mut Run, v: ValueId) -> Result<DevVal> {
     r.dev(v)?.ok_or_else(|| invalid!("value {v:?} is not f32"))
 }
 
@@ -310,7 +310,7 @@ fn unary(r: &mut Run, x: &DevVal, code: u32, a: f32, b: f32) -> Result<DevVal> {
     Ok(y)
 }
 
-fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+pub(crate) fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
@@ -335,7 +335,7 @@ fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
 }
 
 /// Strides of `shape` read as broadcast into `out` (0 along broadcast axes).
-fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let s = strides(shape);
     let off = out.len() - shape.len();
     (0..out.len())

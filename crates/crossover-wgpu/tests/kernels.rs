@@ -594,3 +594,182 @@ fn missing_fallback_is_a_clear_error() {
         .expect("no kernel and no fallback");
     assert!(err.to_string().contains("host_fallback"), "{err}");
 }
+
+/// One attention case: `batch` axes, query and key counts, head sizes, the scale node
+/// (`Mul`/`Div` by a constant), the mask's shape, whether `v` is computed after the
+/// scores (a `Neg` node placed there, as exporters order them), and whether the
+/// probabilities are also a graph output (then the chain must not fuse).
+struct Attention<'a> {
+    batch: &'a [usize],
+    sq: usize,
+    sk: usize,
+    d: usize,
+    dv: usize,
+    scale: Option<(&'a str, f32)>,
+    mask: Option<&'a [usize]>,
+    late_v: bool,
+    probs_out: bool,
+}
+
+/// Runs `MatMul(q, kt) → scale → Add mask → Softmax → MatMul v` on both backends and
+/// returns whether the GPU fused it: a fused run's only work buffer is its output.
+fn check_attention(c: &Attention) -> Option<bool> {
+    let gpu = common::gpu()?;
+    let shape = |tail: [usize; 2]| [c.batch, &tail].concat();
+    let mut b = ModelBuilder::new("attention").opset(17);
+    let mut feeds = Vec::new();
+    let mut input = |b: &mut ModelBuilder, name: &str, s: Vec<usize>| {
+        let dims: Vec<Dim> = s.iter().map(|&d| Dim::Fixed(d)).collect();
+        feeds.push(rand_t(&s, -2.0, 2.0, feeds.len() as u64 + 11));
+        b.input(name, DType::F32, &dims)
+    };
+    let q = input(&mut b, "q", shape([c.sq, c.d]));
+    let kt = input(&mut b, "kt", shape([c.d, c.sk]));
+    let v = input(&mut b, "v", shape([c.sk, c.dv]));
+    let mask = c.mask.map(|m| input(&mut b, "mask", m.to_vec()));
+    let mut s = b.node("MatMul", &[&q, &kt], &[]);
+    let v = if c.late_v {
+        b.node("Neg", &[&v], &[])
+    } else {
+        v
+    };
+    if let Some((op, k)) = c.scale {
+        let k = b.weight("scale", &Tensor::scalar(k));
+        s = b.node(op, &[&s, &k], &[]);
+    }
+    if let Some(m) = &mask {
+        // The mask first, as some exporters write it.
+        s = b.node("Add", &[m, &s], &[]);
+    }
+    let p = b.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
+    let o = b.node("MatMul", &[&p, &v], &[]);
+    b.output(&o, "out", DType::F32, &[]);
+    if c.probs_out {
+        b.output(&p, "probs", DType::F32, &[]);
+    }
+    let graph = Arc::new(b.into_model().expect("imports").graph);
+    let want = common::run_cpu(&graph, &feeds);
+    let exe = gpu
+        .compile(graph, &CompileOptions::default())
+        .expect("compiles");
+    let mut peak = 0;
+    for round in 0..2 {
+        let got = exe.run(&feeds).expect("runs");
+        for (g, w) in got.outputs.iter().zip(&want) {
+            assert_eq!(g.shape(), w.shape());
+            let err = common::max_error(g, w);
+            assert!(
+                err <= 1e-4,
+                "{:?} sq {} sk {} d {} dv {}: max error {err} (round {round})",
+                c.batch,
+                c.sq,
+                c.sk,
+                c.d,
+                c.dv
+            );
+        }
+        peak = got.peak_bytes;
+    }
+    let bytes = |rows: usize| (c.batch.iter().product::<usize>() * rows * c.dv * 4).max(4) as u64;
+    let late_v = if c.late_v { bytes(c.sk) } else { 0 };
+    Some(peak == bytes(c.sq) + late_v)
+}
+
+#[test]
+fn attention_fuses_and_matches_the_cpu() {
+    let fused = [
+        Attention {
+            batch: &[2, 3],
+            sq: 5,
+            sk: 7,
+            d: 8,
+            dv: 6,
+            scale: Some(("Mul", 0.35)),
+            mask: Some(&[2, 1, 1, 7]),
+            late_v: true,
+            probs_out: false,
+        },
+        // One query, one key.
+        Attention {
+            batch: &[1, 2],
+            sq: 1,
+            sk: 1,
+            d: 3,
+            dv: 5,
+            scale: Some(("Div", 2.0)),
+            mask: None,
+            late_v: false,
+            probs_out: false,
+        },
+        // Odd head sizes, a 2-D mask.
+        Attention {
+            batch: &[1, 4],
+            sq: 9,
+            sk: 9,
+            d: 7,
+            dv: 5,
+            scale: Some(("Mul", 0.378)),
+            mask: Some(&[9, 9]),
+            late_v: false,
+            probs_out: false,
+        },
+        // One batch axis, more keys than invocations, no scale, a full mask.
+        Attention {
+            batch: &[3],
+            sq: 4,
+            sk: 130,
+            d: 16,
+            dv: 16,
+            scale: None,
+            mask: Some(&[3, 4, 130]),
+            late_v: false,
+            probs_out: false,
+        },
+        // More keys and channels than one pass of the workgroup covers.
+        Attention {
+            batch: &[1, 1],
+            sq: 3,
+            sk: 300,
+            d: 5,
+            dv: 260,
+            scale: Some(("Mul", 0.2)),
+            mask: Some(&[1, 1, 3, 300]),
+            late_v: false,
+            probs_out: false,
+        },
+    ];
+    for c in &fused {
+        let Some(f) = check_attention(c) else { return };
+        assert!(f, "{:?} sq {} sk {}: not fused", c.batch, c.sq, c.sk);
+    }
+    let unfused = [
+        // Too many keys for the kernel's workgroup memory: the deferred nodes run one by one.
+        Attention {
+            batch: &[1],
+            sq: 2,
+            sk: 1030,
+            d: 4,
+            dv: 3,
+            scale: Some(("Mul", 0.5)),
+            mask: None,
+            late_v: true,
+            probs_out: false,
+        },
+        // The probabilities are read outside the chain.
+        Attention {
+            batch: &[2, 2],
+            sq: 3,
+            sk: 5,
+            d: 4,
+            dv: 4,
+            scale: Some(("Mul", 0.5)),
+            mask: Some(&[2, 1, 1, 5]),
+            late_v: false,
+            probs_out: true,
+        },
+    ];
+    for c in &unfused {
+        let Some(f) = check_attention(c) else { return };
+        assert!(!f, "{:?} sq {} sk {}: fused", c.batch, c.sq, c.sk);
+    }
+}
