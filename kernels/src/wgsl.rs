@@ -27,9 +27,17 @@ pub const PRELUDES: &[&str] = &["common", "matmul_common", "row_reduce"];
 
 macro_rules! shader {
     ($konst:ident, $name:literal, $inputs:literal $(, $prelude:literal)?) => {
+        shader!(@ $konst, $name, $inputs, "", $($prelude)?);
+    };
+    // Needs the `f16` extension (wgpu::Features::SHADER_F16), enabled before the prelude.
+    (f16 $konst:ident, $name:literal, $inputs:literal) => {
+        shader!(@ $konst, $name, $inputs, "enable f16;\n",);
+    };
+    (@ $konst:ident, $name:literal, $inputs:literal, $enable:literal, $($prelude:literal)?) => {
         pub const $konst: Shader = Shader {
             name: $name,
             source: concat!(
+                $enable,
                 include_str!("../wgsl/common.wgsl"),
                 "\n",
                 $(include_str!(concat!("../wgsl/", $prelude, ".wgsl")), "\n",)?
@@ -56,7 +64,14 @@ shader!(CONV, "conv", 3);
 shader!(POOL, "pool", 1);
 shader!(CHANNEL, "channel", 3);
 
-/// Every shader, in a fixed order.
+shader!(f16 WIDEN, "widen", 1);
+shader!(f16 NARROW, "narrow", 1);
+
+/// The shaders that need `f16` (wgpu::Features::SHADER_F16): the conversions at the
+/// boundary of f16 tensors, which the other kernels read as f32.
+pub const F16: &[Shader] = &[WIDEN, NARROW];
+
+/// Every shader that needs no extension, in a fixed order.
 pub const ALL: &[Shader] = &[
     UNARY,
     BINARY,
@@ -173,7 +188,7 @@ mod tests {
             .filter(|n| !PRELUDES.contains(&n.as_str()))
             .collect();
         files.sort();
-        let mut listed: Vec<String> = ALL.iter().map(|s| s.name.to_string()).collect();
+        let mut listed: Vec<String> = ALL.iter().chain(F16).map(|s| s.name.to_string()).collect();
         listed.sort();
         assert_eq!(files, listed);
     }

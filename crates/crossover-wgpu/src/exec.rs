@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crossover_core::op::ElementwiseOp;
 use crossover_core::{
-    DType, Evaluator, Executable, Graph, MemoryUsage, Node, Result, RunOutput, StageTimings,
+    DType, Evaluator, Executable, Graph, MemoryUsage, Node, Op, Result, RunOutput, StageTimings,
     Tensor, ValueId,
 };
-use crossover_kernels::wgsl::Shader;
+use crossover_kernels::wgsl::{self, Shader};
 
 use crate::gpu::{padded, Gpu};
 
@@ -36,6 +37,8 @@ pub(crate) struct DevVal {
     pub shape: Vec<usize>,
     /// From the run's work pool (returns to it after the last reader).
     pub pooled: bool,
+    /// An f16 tensor, held as f32 between its upload and its readback.
+    pub half: bool,
 }
 
 impl DevVal {
@@ -239,9 +242,11 @@ impl<'m> Run<'m> {
             }
             if let Some(a) = &self.m.attention[i] {
                 let node = &graph.nodes[i];
+                let half = self.reads_half(&node.inputs);
                 if crate::attention::lower(self, a)
                     .map_err(|e| e.in_node(node.label(&graph), "attention"))?
                 {
+                    self.set_half(&node.outputs, half);
                     self.release_after(i);
                     i += 1;
                     continue;
@@ -282,12 +287,18 @@ impl<'m> Run<'m> {
         let graph = self.m.graph.clone();
         let node = &graph.nodes[i];
         let fused = self.m.fuse_relu[i];
+        // An op on f16 data gives f16 data, but for Cast (only to f32 has a kernel).
+        let half = self.reads_half(&node.inputs)
+            && !matches!(node.op, Op::Elementwise(ElementwiseOp::Cast { .. }));
         let ran = if self.m.on_gpu[i] {
             crate::lower::lower(self, node, fused)
                 .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?
         } else {
             false
         };
+        if ran {
+            self.set_half(&node.outputs, half);
+        }
         if ran && fused {
             // The Relu's output is the fused node's output.
             let relu = &graph.nodes[i + 1];
@@ -306,6 +317,23 @@ impl<'m> Run<'m> {
         }
         self.release_after(i);
         Ok(1)
+    }
+
+    /// Whether any of these values is an f16 tensor held on the device.
+    fn reads_half(&self, ids: &[Option<ValueId>]) -> bool {
+        ids.iter().flatten().any(|v| {
+            matches!(&self.vals[v.0], Some(Val { dev: Some(d), .. }) if d.half)
+                || self.host(*v).is_some_and(|t| t.dtype() == DType::F16)
+        })
+    }
+
+    /// Tags the device copies of these values as f16 tensors or not.
+    fn set_half(&mut self, ids: &[Option<ValueId>], half: bool) {
+        for v in ids.iter().flatten() {
+            if let Some(Val { dev: Some(d), .. }) = self.vals[v.0].as_mut() {
+                d.half = half;
+            }
+        }
     }
 
     /// Drops values whose last reader was node `i`, recycling their buffers.
@@ -353,6 +381,7 @@ impl<'m> Run<'m> {
             buf: d.buf.clone(),
             shape,
             pooled: d.pooled,
+            half: d.half,
         }
     }
 
@@ -412,6 +441,7 @@ impl<'m> Run<'m> {
             buf,
             shape,
             pooled: true,
+            half: false,
         })
     }
 
@@ -428,6 +458,7 @@ impl<'m> Run<'m> {
             buf,
             shape,
             pooled: false,
+            half: false,
         })
     }
 
@@ -444,26 +475,37 @@ impl<'m> Run<'m> {
             return Ok(Some(d.clone()));
         }
         let t = val.host.clone().expect("a value lives somewhere");
-        if t.dtype() != DType::F32 {
-            return Ok(None);
-        }
-        let data = f32_data(&t)?;
-        let d = self.upload_words(
-            bytemuck::cast_slice(&data),
-            t.shape().to_vec(),
-            &self.m.graph.value(v).name.clone(),
-        )?;
+        let name = self.m.graph.value(v).name.clone();
+        let d = match t.dtype() {
+            DType::F32 => {
+                let data = f32_data(&t)?;
+                self.upload_words(bytemuck::cast_slice(&data), t.shape().to_vec(), &name)?
+            }
+            DType::F16 if self.m.gpu.f16 => {
+                // Uploaded as it is, widened on the device.
+                let bits: Vec<u16> = t.view::<half::f16>()?.iter().map(|x| x.to_bits()).collect();
+                let raw =
+                    self.upload_words(bytemuck::cast_slice(&bits), t.shape().to_vec(), &name)?;
+                let mut d = self.output(t.shape().to_vec(), &name)?;
+                self.convert(&wgsl::WIDEN, &raw.buf, &d.buf, d.len())?;
+                d.half = true;
+                d
+            }
+            _ => return Ok(None),
+        };
         if let Some(val) = self.vals[v.0].as_mut() {
             val.dev = Some(d.clone());
         }
         Ok(Some(d))
     }
 
-    /// Whether the value can be read as f32 on the device.
+    /// Whether the value can be read as f32 on the device (f16 too, where it runs there).
     pub fn is_f32(&self, v: ValueId) -> bool {
         match &self.vals[v.0] {
             Some(Val { dev: Some(_), .. }) => true,
-            Some(Val { host: Some(t), .. }) => t.dtype() == DType::F32,
+            Some(Val { host: Some(t), .. }) => {
+                t.dtype() == DType::F32 || (t.dtype() == DType::F16 && self.m.gpu.f16)
+            }
             _ => false,
         }
     }
@@ -479,6 +521,7 @@ impl<'m> Run<'m> {
     pub fn dtype(&self, v: ValueId) -> Option<DType> {
         match &self.vals[v.0] {
             Some(Val { host: Some(t), .. }) => Some(t.dtype()),
+            Some(Val { dev: Some(d), .. }) if d.half => Some(DType::F16),
             Some(Val { dev: Some(_), .. }) => Some(DType::F32),
             _ => None,
         }
@@ -724,6 +767,21 @@ impl<'m> Run<'m> {
         Ok(())
     }
 
+    /// Queues one f16/f32 conversion of `n` elements (`widen.wgsl`, `narrow.wgsl`).
+    fn convert(
+        &mut self,
+        shader: &Shader,
+        src: &Arc<wgpu::Buffer>,
+        dst: &Arc<wgpu::Buffer>,
+        n: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let grid = self.m.gpu.grid_1d(n, shader.name)?;
+        self.dispatch(shader, &[crate::lower::u(n)?], &[src], dst, grid)
+    }
+
     /// Copies device values to the host (after running what is queued).
     pub fn download(&mut self, ids: &[ValueId]) -> Result<()> {
         let todo: Vec<(ValueId, DevVal)> = ids
@@ -739,11 +797,23 @@ impl<'m> Run<'m> {
         if todo.is_empty() {
             return Ok(());
         }
+        // f16 results are narrowed on the device: half the bytes to read back.
+        let mut todo = todo;
+        for (_, d) in todo.iter_mut().filter(|(_, d)| d.half) {
+            let narrow = self.tape_buffer((d.len() * 2) as u64, Role::Work, "f16 result")?;
+            self.convert(&wgsl::NARROW, &d.buf, &narrow, d.len())?;
+            d.buf = narrow;
+        }
         self.submit_compute()?;
         let t0 = Instant::now();
         let mut staged = Vec::new();
         for (v, d) in &todo {
-            let bytes = (d.len() * 4) as u64;
+            let elem = if d.half { 2 } else { 4 };
+            let bytes = if d.len() == 0 {
+                0
+            } else {
+                padded((d.len() * elem) as u64)
+            };
             let name = self.m.graph.value(*v).name.clone();
             let rb = self.tape_buffer(bytes, Role::Readback, &name)?;
             if bytes > 0 {
@@ -753,7 +823,7 @@ impl<'m> Run<'m> {
                     bytes,
                 });
             }
-            staged.push((*v, d.shape.clone(), rb, bytes));
+            staged.push((*v, d.clone(), rb, bytes));
         }
         if let Some(cb) = self.encode(None) {
             self.m.gpu.queue.submit([cb]);
@@ -764,19 +834,29 @@ impl<'m> Run<'m> {
             .map(|s| (s.2.as_ref(), s.3))
             .collect();
         self.m.gpu.map_read(&maps, "reading results back")?;
-        for (v, shape, rb, bytes) in staged {
-            let data: Vec<f32> = if bytes > 0 {
+        for (v, d, rb, bytes) in staged {
+            let n = d.len();
+            let t = if bytes == 0 {
+                Tensor::zeros(if d.half { DType::F16 } else { DType::F32 }, &d.shape)?
+            } else {
                 let view = rb
                     .get_mapped_range(0..bytes)
                     .map_err(|e| self.m.gpu.error(format!("reading results back: {e}")))?;
-                let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+                let t = if d.half {
+                    let bits = &bytemuck::cast_slice::<u8, u16>(&view)[..n];
+                    let data: Vec<half::f16> =
+                        bits.iter().map(|&b| half::f16::from_bits(b)).collect();
+                    Tensor::from_vec(&d.shape, data)
+                } else {
+                    Tensor::from_vec(
+                        &d.shape,
+                        bytemuck::cast_slice::<u8, f32>(&view)[..n].to_vec(),
+                    )
+                };
                 drop(view);
                 rb.unmap();
-                out
-            } else {
-                Vec::new()
+                t?
             };
-            let t = Tensor::from_vec(&shape, data)?;
             if let Some(val) = self.vals[v.0].as_mut() {
                 val.host = Some(t);
             }

@@ -23,6 +23,8 @@ pub(crate) struct Gpu {
     pub timestamps: bool,
     /// Nanoseconds per timestamp tick.
     pub tick_ns: f64,
+    /// f16 tensors run on the device (`SHADER_F16`: the conversion kernels exist).
+    pub f16: bool,
     pub pipelines: Vec<Pipeline>,
     /// Bound where a kernel's optional input (a bias) is absent.
     pub dummy: Arc<wgpu::Buffer>,
@@ -33,12 +35,10 @@ pub(crate) struct Gpu {
 impl Gpu {
     pub fn open(desc: AdapterDesc, adapter: &wgpu::Adapter) -> Result<Gpu> {
         let limits = adapter.limits();
-        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
-        let required_features = if timestamps {
-            wgpu::Features::TIMESTAMP_QUERY
-        } else {
-            wgpu::Features::empty()
-        };
+        let required_features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
+        let timestamps = required_features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let f16 = required_features.contains(wgpu::Features::SHADER_F16);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("crossover"),
             required_features,
@@ -55,8 +55,9 @@ impl Gpu {
             }
         }));
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut pipelines = Vec::with_capacity(wgsl::ALL.len());
-        for &shader in wgsl::ALL {
+        let f16_shaders = if f16 { wgsl::F16 } else { &[] };
+        let mut pipelines = Vec::new();
+        for &shader in wgsl::ALL.iter().chain(f16_shaders) {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader.name),
                 source: wgpu::ShaderSource::Wgsl(shader.source.into()),
@@ -96,6 +97,7 @@ impl Gpu {
             desc,
             timestamps,
             tick_ns,
+            f16,
             pipelines,
             dummy,
             errors,
@@ -107,7 +109,7 @@ impl Gpu {
             .pipelines
             .iter()
             .position(|p| p.shader.name == shader.name)
-            .expect("every shader in wgsl::ALL has a pipeline");
+            .expect("every shader the device can run has a pipeline");
         (i, &self.pipelines[i])
     }
 

@@ -105,6 +105,12 @@ impl WgpuBackend {
         }
     }
 
+    /// Whether f16 tensors run on this adapter (it has `SHADER_F16`); elsewhere nodes on
+    /// f16 data run on the host fallback.
+    pub fn shader_f16(&self) -> bool {
+        self.gpu.f16
+    }
+
     /// The limits that bound what fits: largest buffer, largest storage binding,
     /// workgroup memory.
     pub fn limits(&self) -> &wgpu::Limits {
@@ -226,10 +232,17 @@ impl Backend for WgpuBackend {
         let mut weights = HashMap::new();
         let mut weight_bytes = 0;
         for (id, t) in &graph.constants {
-            if !read_on_gpu[id.0] || t.dtype() != DType::F32 {
+            let half = t.dtype() == DType::F16 && self.gpu.f16;
+            if !read_on_gpu[id.0] || !(t.dtype() == DType::F32 || half) {
                 continue;
             }
-            let data = exec::f32_data(t)?;
+            // f16 weights are widened once, here.
+            let wide = if half {
+                Some(t.cast(DType::F32)?)
+            } else {
+                None
+            };
+            let data = exec::f32_data(wide.as_ref().unwrap_or(t))?;
             let name = &graph.value(*id).name;
             let buf = self.gpu.buffer(
                 (data.len() * 4) as u64,
@@ -250,6 +263,7 @@ impl Backend for WgpuBackend {
                     buf: Arc::new(buf),
                     shape: t.shape().to_vec(),
                     pooled: false,
+                    half,
                 },
             );
         }
