@@ -611,6 +611,23 @@ struct Attention<'a> {
     probs_out: bool,
 }
 
+impl<'a> Attention<'a> {
+    /// Scaled by `Mul` 0.35, no mask, `v` computed first, probabilities read only inside.
+    fn new(batch: &'a [usize], sq: usize, sk: usize, d: usize, dv: usize) -> Self {
+        Attention {
+            batch,
+            sq,
+            sk,
+            d,
+            dv,
+            scale: Some(("Mul", 0.35)),
+            mask: None,
+            late_v: false,
+            probs_out: false,
+        }
+    }
+}
+
 /// Runs `MatMul(q, kt) → scale → Add mask → Softmax → MatMul v` on both backends and
 /// returns whether the GPU fused it: a fused run's only work buffer is its output.
 fn check_attention(c: &Attention) -> Option<bool> {
@@ -677,65 +694,33 @@ fn check_attention(c: &Attention) -> Option<bool> {
 
 #[test]
 fn attention_fuses_and_matches_the_cpu() {
+    let case = Attention::new;
     let fused = [
         Attention {
-            batch: &[2, 3],
-            sq: 5,
-            sk: 7,
-            d: 8,
-            dv: 6,
-            scale: Some(("Mul", 0.35)),
             mask: Some(&[2, 1, 1, 7]),
             late_v: true,
-            probs_out: false,
+            ..case(&[2, 3], 5, 7, 8, 6)
         },
         // One query, one key.
         Attention {
-            batch: &[1, 2],
-            sq: 1,
-            sk: 1,
-            d: 3,
-            dv: 5,
             scale: Some(("Div", 2.0)),
-            mask: None,
-            late_v: false,
-            probs_out: false,
+            ..case(&[1, 2], 1, 1, 3, 5)
         },
         // Odd head sizes, a 2-D mask.
         Attention {
-            batch: &[1, 4],
-            sq: 9,
-            sk: 9,
-            d: 7,
-            dv: 5,
-            scale: Some(("Mul", 0.378)),
             mask: Some(&[9, 9]),
-            late_v: false,
-            probs_out: false,
+            ..case(&[1, 4], 9, 9, 7, 5)
         },
         // One batch axis, more keys than invocations, no scale, a full mask.
         Attention {
-            batch: &[3],
-            sq: 4,
-            sk: 130,
-            d: 16,
-            dv: 16,
             scale: None,
             mask: Some(&[3, 4, 130]),
-            late_v: false,
-            probs_out: false,
+            ..case(&[3], 4, 130, 16, 16)
         },
         // More keys and channels than one pass of the workgroup covers.
         Attention {
-            batch: &[1, 1],
-            sq: 3,
-            sk: 300,
-            d: 5,
-            dv: 260,
-            scale: Some(("Mul", 0.2)),
             mask: Some(&[1, 1, 3, 300]),
-            late_v: false,
-            probs_out: false,
+            ..case(&[1, 1], 3, 300, 5, 260)
         },
     ];
     for c in &fused {
@@ -745,27 +730,14 @@ fn attention_fuses_and_matches_the_cpu() {
     let unfused = [
         // Too many keys for the kernel's workgroup memory: the deferred nodes run one by one.
         Attention {
-            batch: &[1],
-            sq: 2,
-            sk: 1030,
-            d: 4,
-            dv: 3,
-            scale: Some(("Mul", 0.5)),
-            mask: None,
             late_v: true,
-            probs_out: false,
+            ..case(&[1], 2, 1030, 4, 3)
         },
         // The probabilities are read outside the chain.
         Attention {
-            batch: &[2, 2],
-            sq: 3,
-            sk: 5,
-            d: 4,
-            dv: 4,
-            scale: Some(("Mul", 0.5)),
             mask: Some(&[2, 1, 1, 5]),
-            late_v: false,
             probs_out: true,
+            ..case(&[2, 2], 3, 5, 4, 4)
         },
     ];
     for c in &unfused {
