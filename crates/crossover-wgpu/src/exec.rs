@@ -483,7 +483,12 @@ impl<'m> Run<'m> {
             }
             DType::F16 if self.m.gpu.f16 => {
                 // Uploaded as it is, widened on the device.
-                let bits: Vec<u16> = t.view::<half::f16>()?.iter().map(|x| x.to_bits()).collect();
+                let mut bits: Vec<u16> =
+                    t.view::<half::f16>()?.iter().map(|x| x.to_bits()).collect();
+                // Writes to a buffer come in whole 4-byte words.
+                if bits.len() % 2 == 1 {
+                    bits.push(0);
+                }
                 let raw =
                     self.upload_words(bytemuck::cast_slice(&bits), t.shape().to_vec(), &name)?;
                 let mut d = self.output(t.shape().to_vec(), &name)?;
