@@ -21,13 +21,26 @@ pub struct Shader {
     pub inputs: u32,
 }
 
+/// Files prepended to shaders rather than compiled on their own: `common` to every one,
+/// the others to the shaders that name them.
+pub const PRELUDES: &[&str] = &["common", "matmul_common", "row_reduce"];
+
 macro_rules! shader {
-    ($konst:ident, $name:literal, $inputs:literal) => {
+    ($konst:ident, $name:literal, $inputs:literal $(, $prelude:literal)?) => {
+        shader!(@ $konst, $name, $inputs, "", $($prelude)?);
+    };
+    // Needs the `f16` extension (wgpu::Features::SHADER_F16), enabled before the prelude.
+    (f16 $konst:ident, $name:literal, $inputs:literal) => {
+        shader!(@ $konst, $name, $inputs, "enable f16;\n",);
+    };
+    (@ $konst:ident, $name:literal, $inputs:literal, $enable:literal, $($prelude:literal)?) => {
         pub const $konst: Shader = Shader {
             name: $name,
             source: concat!(
+                $enable,
                 include_str!("../wgsl/common.wgsl"),
                 "\n",
+                $(include_str!(concat!("../wgsl/", $prelude, ".wgsl")), "\n",)?
                 include_str!(concat!("../wgsl/", $name, ".wgsl"))
             ),
             entry_point: "main",
@@ -38,10 +51,12 @@ macro_rules! shader {
 
 shader!(UNARY, "unary", 1);
 shader!(BINARY, "binary", 2);
-shader!(MATMUL, "matmul", 3);
-shader!(MATVEC, "matvec", 3);
-shader!(SOFTMAX, "softmax", 1);
-shader!(LAYERNORM, "layernorm", 3);
+shader!(MATMUL, "matmul", 3, "matmul_common");
+shader!(MATMUL_VEC4, "matmul_vec4", 3, "matmul_common");
+shader!(MATVEC, "matvec", 3, "matmul_common");
+shader!(SOFTMAX, "softmax", 1, "row_reduce");
+shader!(LAYERNORM, "layernorm", 3, "row_reduce");
+shader!(ATTENTION, "attention", 4);
 shader!(COPY, "copy", 1);
 shader!(GATHER, "gather", 2);
 shader!(REDUCE, "reduce", 1);
@@ -49,9 +64,29 @@ shader!(CONV, "conv", 3);
 shader!(POOL, "pool", 1);
 shader!(CHANNEL, "channel", 3);
 
-/// Every shader, in a fixed order.
+shader!(f16 WIDEN, "widen", 1);
+shader!(f16 NARROW, "narrow", 1);
+
+/// The shaders that need `f16` (wgpu::Features::SHADER_F16): the conversions at the
+/// boundary of f16 tensors, which the other kernels read as f32.
+pub const F16: &[Shader] = &[WIDEN, NARROW];
+
+/// Every shader that needs no extension, in a fixed order.
 pub const ALL: &[Shader] = &[
-    UNARY, BINARY, MATMUL, MATVEC, SOFTMAX, LAYERNORM, COPY, GATHER, REDUCE, CONV, POOL, CHANNEL,
+    UNARY,
+    BINARY,
+    MATMUL,
+    MATMUL_VEC4,
+    MATVEC,
+    SOFTMAX,
+    LAYERNORM,
+    COPY,
+    GATHER,
+    REDUCE,
+    CONV,
+    POOL,
+    CHANNEL,
+    ATTENTION,
 ];
 
 /// Operation codes of `unary.wgsl` (parameter word 1).
@@ -148,11 +183,12 @@ mod tests {
                     .to_string_lossy()
                     .into_owned()
             })
-            .filter(|n| n.ends_with(".wgsl") && n != "common.wgsl")
+            .filter(|n| n.ends_with(".wgsl"))
             .map(|n| n.trim_end_matches(".wgsl").to_string())
+            .filter(|n| !PRELUDES.contains(&n.as_str()))
             .collect();
         files.sort();
-        let mut listed: Vec<String> = ALL.iter().map(|s| s.name.to_string()).collect();
+        let mut listed: Vec<String> = ALL.iter().chain(F16).map(|s| s.name.to_string()).collect();
         listed.sort();
         assert_eq!(files, listed);
     }

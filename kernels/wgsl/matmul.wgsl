@@ -1,15 +1,9 @@
 // Batched C = act(alpha * op(A) op(B) + beta * bias), tiled through workgroup memory:
 // a 16x16 group computes a 64x64 tile of C, each invocation 4x4 outputs, K in steps of 16.
-//
-// Params: [M, N, K, trans_a, trans_b, has_bias, act, alpha, beta, bias_row_stride,
-// bias_col_stride, act_alpha, batch_shape[3] (12..15), a_batch_strides[3] (15..18),
-// b_batch_strides[3] (18..21), bias_batch_strides[3] (21..24)].
-// act: 0 none, 1 relu. The batch index is workgroup_id.z.
+// Parameters in matmul_common.wgsl; the batch index is workgroup_id.z.
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -26,20 +20,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     let trans_a = P(3u) != 0u;
     let trans_b = P(4u) != 0u;
 
-    // Batch offsets: decompose the batch index over up to three batch axes.
-    var rem = wid.z;
-    var a_off = 0u;
-    var b_off = 0u;
-    var bias_off = 0u;
-    for (var d = 0u; d < 3u; d++) {
-        let k = 2u - d;
-        let dim = P(12u + k);
-        let i = rem % dim;
-        rem = rem / dim;
-        a_off += i * P(15u + k);
-        b_off += i * P(18u + k);
-        bias_off += i * P(21u + k);
-    }
+    let off = batch_offsets(wid.z);
+    let a_off = off.x;
+    let b_off = off.y;
 
     let row0 = wid.y * TILE;
     let col0 = wid.x * TILE;
@@ -84,24 +67,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
         workgroupBarrier();
     }
 
-    let has_bias = P(5u) != 0u;
-    let act = P(6u);
-    let alpha = PF(7u);
-    let beta = PF(8u);
     let c_off = wid.z * m_len * n_len;
     for (var i = 0u; i < 4u; i++) {
         let m = row0 + lid.y + 16u * i;
         for (var j = 0u; j < 4u; j++) {
             let n = col0 + lid.x + 16u * j;
             if (m < m_len && n < n_len) {
-                var v = alpha * acc[i * 4u + j];
-                if (has_bias) {
-                    v += beta * bias[bias_off + m * P(9u) + n * P(10u)];
-                }
-                if (act == 1u) {
-                    v = max(v, 0.0);
-                }
-                c[c_off + m * n_len + n] = v;
+                c[c_off + m * n_len + n] = epilogue(acc[i * 4u + j], m, n, off.z);
             }
         }
     }

@@ -19,13 +19,14 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crossover_core::op::ElementwiseOp;
 use crossover_core::{
-    DType, Evaluator, Executable, Graph, MemoryUsage, Node, Result, RunOutput, StageTimings,
+    DType, Evaluator, Executable, Graph, MemoryUsage, Node, Op, Result, RunOutput, StageTimings,
     Tensor, ValueId,
 };
-use crossover_kernels::wgsl::Shader;
+use crossover_kernels::wgsl::{self, Shader};
 
 use crate::gpu::{padded, Gpu};
 
@@ -36,6 +37,8 @@ pub(crate) struct DevVal {
     pub shape: Vec<usize>,
     /// From the run's work pool (returns to it after the last reader).
     pub pooled: bool,
+    /// An f16 tensor, held as f32 between its upload and its readback.
+    pub half: bool,
 }
 
 impl DevVal {
@@ -71,6 +74,15 @@ enum Item {
         group: Arc<wgpu::BindGroup>,
         key: Vec<usize>,
     },
+    Clock(Clock),
+}
+
+/// Times one compute pass on the GPU clock: two timestamps, resolved and read back.
+#[derive(Clone)]
+struct Clock {
+    set: Arc<wgpu::QuerySet>,
+    resolve: Arc<wgpu::Buffer>,
+    readback: Arc<wgpu::Buffer>,
 }
 
 /// The resources of one run, replayable at the same input shapes.
@@ -116,6 +128,10 @@ pub(crate) struct Compiled {
     pub last_use: Vec<usize>,
     /// Per node: a Relu right after it is folded into its epilogue (Gemm, MatMul).
     pub fuse_relu: Vec<bool>,
+    /// Per node: the attention chain that ends there, tried as one kernel.
+    pub attention: Vec<Option<crate::attention::Attention>>,
+    /// Per node: part of an attention chain, run (if at all) when its last node is reached.
+    pub deferred: Vec<bool>,
     pub tapes: Mutex<HashMap<Vec<Vec<usize>>, Vec<Tape>>>,
     pub workspace: AtomicU64,
 }
@@ -220,33 +236,27 @@ impl<'m> Run<'m> {
         }
         let mut i = 0;
         while i < graph.nodes.len() {
-            let node = &graph.nodes[i];
-            let fused = self.m.fuse_relu[i];
-            let ran = if self.m.on_gpu[i] {
-                crate::lower::lower(self, node, fused)
-                    .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?
-            } else {
-                false
-            };
-            if ran && fused {
-                // The Relu's output is the fused node's output.
-                let relu = &graph.nodes[i + 1];
-                let src = node.outputs[0].expect("fusion checked the output");
-                if let Some(dst) = relu.outputs.first().copied().flatten() {
-                    let v = self.vals[src.0].take();
-                    self.vals[dst.0] = v;
-                }
-                self.release_after(i);
-                self.release_after(i + 1);
-                i += 2;
+            if self.m.deferred[i] {
+                i += 1;
                 continue;
             }
-            if !ran {
-                self.host_node(node)
-                    .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?;
+            if let Some(a) = &self.m.attention[i] {
+                let node = &graph.nodes[i];
+                let half = self.reads_half(&node.inputs);
+                if crate::attention::lower(self, a)
+                    .map_err(|e| e.in_node(node.label(&graph), "attention"))?
+                {
+                    self.set_half(&node.outputs, half);
+                    self.release_after(i);
+                    i += 1;
+                    continue;
+                }
+                // Not this run's shapes: the deferred nodes run now, in order.
+                for &j in &a.nodes[..a.nodes.len() - 1] {
+                    self.node(j)?;
+                }
             }
-            self.release_after(i);
-            i += 1;
+            i += self.node(i)?;
         }
         let outs: Vec<ValueId> = graph.outputs.clone();
         let need: Vec<ValueId> = outs
@@ -269,6 +279,61 @@ impl<'m> Run<'m> {
                     })
             })
             .collect()
+    }
+
+    /// Runs node `i` on the device or the host; returns how many nodes that took (2 when
+    /// a Relu folded into it).
+    fn node(&mut self, i: usize) -> Result<usize> {
+        let graph = self.m.graph.clone();
+        let node = &graph.nodes[i];
+        let fused = self.m.fuse_relu[i];
+        // An op on f16 data gives f16 data, but for Cast (only to f32 has a kernel).
+        let half = self.reads_half(&node.inputs)
+            && !matches!(node.op, Op::Elementwise(ElementwiseOp::Cast { .. }));
+        let ran = if self.m.on_gpu[i] {
+            crate::lower::lower(self, node, fused)
+                .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?
+        } else {
+            false
+        };
+        if ran {
+            self.set_half(&node.outputs, half);
+        }
+        if ran && fused {
+            // The Relu's output is the fused node's output.
+            let relu = &graph.nodes[i + 1];
+            let src = node.outputs[0].expect("fusion checked the output");
+            if let Some(dst) = relu.outputs.first().copied().flatten() {
+                let v = self.vals[src.0].take();
+                self.vals[dst.0] = v;
+            }
+            self.release_after(i);
+            self.release_after(i + 1);
+            return Ok(2);
+        }
+        if !ran {
+            self.host_node(node)
+                .map_err(|e| e.in_node(node.label(&graph), node.op.name()))?;
+        }
+        self.release_after(i);
+        Ok(1)
+    }
+
+    /// Whether any of these values is an f16 tensor held on the device.
+    fn reads_half(&self, ids: &[Option<ValueId>]) -> bool {
+        ids.iter().flatten().any(|v| {
+            matches!(&self.vals[v.0], Some(Val { dev: Some(d), .. }) if d.half)
+                || self.host(*v).is_some_and(|t| t.dtype() == DType::F16)
+        })
+    }
+
+    /// Tags the device copies of these values as f16 tensors or not.
+    fn set_half(&mut self, ids: &[Option<ValueId>], half: bool) {
+        for v in ids.iter().flatten() {
+            if let Some(Val { dev: Some(d), .. }) = self.vals[v.0].as_mut() {
+                d.half = half;
+            }
+        }
     }
 
     /// Drops values whose last reader was node `i`, recycling their buffers.
@@ -316,6 +381,7 @@ impl<'m> Run<'m> {
             buf: d.buf.clone(),
             shape,
             pooled: d.pooled,
+            half: d.half,
         }
     }
 
@@ -375,6 +441,7 @@ impl<'m> Run<'m> {
             buf,
             shape,
             pooled: true,
+            half: false,
         })
     }
 
@@ -391,6 +458,7 @@ impl<'m> Run<'m> {
             buf,
             shape,
             pooled: false,
+            half: false,
         })
     }
 
@@ -407,26 +475,42 @@ impl<'m> Run<'m> {
             return Ok(Some(d.clone()));
         }
         let t = val.host.clone().expect("a value lives somewhere");
-        if t.dtype() != DType::F32 {
-            return Ok(None);
-        }
-        let data = f32_data(&t)?;
-        let d = self.upload_words(
-            bytemuck::cast_slice(&data),
-            t.shape().to_vec(),
-            &self.m.graph.value(v).name.clone(),
-        )?;
+        let name = self.m.graph.value(v).name.clone();
+        let d = match t.dtype() {
+            DType::F32 => {
+                let data = f32_data(&t)?;
+                self.upload_words(bytemuck::cast_slice(&data), t.shape().to_vec(), &name)?
+            }
+            DType::F16 if self.m.gpu.f16 => {
+                // Uploaded as it is, widened on the device.
+                let mut bits: Vec<u16> =
+                    t.view::<half::f16>()?.iter().map(|x| x.to_bits()).collect();
+                // Writes to a buffer come in whole 4-byte words.
+                if bits.len() % 2 == 1 {
+                    bits.push(0);
+                }
+                let raw =
+                    self.upload_words(bytemuck::cast_slice(&bits), t.shape().to_vec(), &name)?;
+                let mut d = self.output(t.shape().to_vec(), &name)?;
+                self.convert(&wgsl::WIDEN, &raw.buf, &d.buf, d.len())?;
+                d.half = true;
+                d
+            }
+            _ => return Ok(None),
+        };
         if let Some(val) = self.vals[v.0].as_mut() {
             val.dev = Some(d.clone());
         }
         Ok(Some(d))
     }
 
-    /// Whether the value can be read as f32 on the device.
+    /// Whether the value can be read as f32 on the device (f16 too, where it runs there).
     pub fn is_f32(&self, v: ValueId) -> bool {
         match &self.vals[v.0] {
             Some(Val { dev: Some(_), .. }) => true,
-            Some(Val { host: Some(t), .. }) => t.dtype() == DType::F32,
+            Some(Val { host: Some(t), .. }) => {
+                t.dtype() == DType::F32 || (t.dtype() == DType::F16 && self.m.gpu.f16)
+            }
             _ => false,
         }
     }
@@ -442,6 +526,7 @@ impl<'m> Run<'m> {
     pub fn dtype(&self, v: ValueId) -> Option<DType> {
         match &self.vals[v.0] {
             Some(Val { host: Some(t), .. }) => Some(t.dtype()),
+            Some(Val { dev: Some(d), .. }) if d.half => Some(DType::F16),
             Some(Val { dev: Some(_), .. }) => Some(DType::F32),
             _ => None,
         }
@@ -563,7 +648,58 @@ impl<'m> Run<'m> {
         Ok(())
     }
 
-    fn encode(&mut self) -> Option<wgpu::CommandBuffer> {
+    /// The tape's query set for the next timed pass.
+    fn clock(&mut self) -> Result<Clock> {
+        if let Some(Item::Clock(c)) = self.tape.items.get(self.cursor) {
+            let c = c.clone();
+            self.cursor += 1;
+            return Ok(c);
+        }
+        self.tape.items.truncate(self.cursor);
+        let gpu = &self.m.gpu;
+        let c = Clock {
+            set: Arc::new(gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            })),
+            resolve: Arc::new(gpu.buffer(
+                16,
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                "pass timestamps",
+            )?),
+            readback: Arc::new(gpu.buffer(
+                16,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                "pass timestamps",
+            )?),
+        };
+        self.tape.items.push(Item::Clock(c.clone()));
+        self.cursor += 1;
+        Ok(c)
+    }
+
+    /// The time between a finished pass's two timestamps.
+    fn pass_time(&self, c: &Clock) -> Result<Duration> {
+        self.m
+            .gpu
+            .map_read(&[(&c.readback, 16)], "reading pass timestamps")?;
+        let ticks: [u64; 2] = {
+            let view = c
+                .readback
+                .get_mapped_range(0..16)
+                .map_err(|e| self.m.gpu.error(format!("reading pass timestamps: {e}")))?;
+            let t = bytemuck::cast_slice::<u8, u64>(&view);
+            [t[0], t[1]]
+        };
+        c.readback.unmap();
+        let ns = ticks[1].saturating_sub(ticks[0]) as f64 * self.m.gpu.tick_ns;
+        Ok(Duration::from_nanos(ns as u64))
+    }
+
+    /// Records the queued commands; `clock` times their compute pass (only dispatches
+    /// are queued then, so there is one).
+    fn encode(&mut self, clock: Option<&Clock>) -> Option<wgpu::CommandBuffer> {
         if self.cmds.is_empty() {
             return None;
         }
@@ -583,7 +719,11 @@ impl<'m> Run<'m> {
                     // Consecutive dispatches share one pass.
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: Some("kernels"),
-                        timestamp_writes: None,
+                        timestamp_writes: clock.map(|c| wgpu::ComputePassTimestampWrites {
+                            query_set: &c.set,
+                            beginning_of_pass_write_index: Some(0),
+                            end_of_pass_write_index: Some(1),
+                        }),
                     });
                     while let Some(Cmd::Dispatch {
                         pipeline,
@@ -599,6 +739,10 @@ impl<'m> Run<'m> {
                 }
             }
         }
+        if let Some(c) = clock {
+            enc.resolve_query_set(&c.set, 0..2, &c.resolve, 0);
+            enc.copy_buffer_to_buffer(&c.resolve, 0, &c.readback, 0, 16);
+        }
         Some(enc.finish())
     }
 
@@ -612,12 +756,35 @@ impl<'m> Run<'m> {
             self.timings.upload += t0.elapsed();
         }
         let t0 = Instant::now();
-        if let Some(cb) = self.encode() {
+        let clock = if self.m.gpu.timestamps && !self.cmds.is_empty() {
+            Some(self.clock()?)
+        } else {
+            None
+        };
+        if let Some(cb) = self.encode(clock.as_ref()) {
             self.m.gpu.queue.submit([cb]);
             self.m.gpu.wait()?;
         }
-        self.timings.compute += t0.elapsed();
+        self.timings.compute += match &clock {
+            Some(c) => self.pass_time(c)?,
+            None => t0.elapsed(),
+        };
         Ok(())
+    }
+
+    /// Queues one f16/f32 conversion of `n` elements (`widen.wgsl`, `narrow.wgsl`).
+    fn convert(
+        &mut self,
+        shader: &Shader,
+        src: &Arc<wgpu::Buffer>,
+        dst: &Arc<wgpu::Buffer>,
+        n: usize,
+    ) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let grid = self.m.gpu.grid_1d(n, shader.name)?;
+        self.dispatch(shader, &[crate::lower::u(n)?], &[src], dst, grid)
     }
 
     /// Copies device values to the host (after running what is queued).
@@ -635,11 +802,23 @@ impl<'m> Run<'m> {
         if todo.is_empty() {
             return Ok(());
         }
+        // f16 results are narrowed on the device: half the bytes to read back.
+        let mut todo = todo;
+        for (_, d) in todo.iter_mut().filter(|(_, d)| d.half) {
+            let narrow = self.tape_buffer((d.len() * 2) as u64, Role::Work, "f16 result")?;
+            self.convert(&wgsl::NARROW, &d.buf, &narrow, d.len())?;
+            d.buf = narrow;
+        }
         self.submit_compute()?;
         let t0 = Instant::now();
         let mut staged = Vec::new();
         for (v, d) in &todo {
-            let bytes = (d.len() * 4) as u64;
+            let elem = if d.half { 2 } else { 4 };
+            let bytes = if d.len() == 0 {
+                0
+            } else {
+                padded((d.len() * elem) as u64)
+            };
             let name = self.m.graph.value(*v).name.clone();
             let rb = self.tape_buffer(bytes, Role::Readback, &name)?;
             if bytes > 0 {
@@ -649,41 +828,40 @@ impl<'m> Run<'m> {
                     bytes,
                 });
             }
-            staged.push((*v, d.shape.clone(), rb, bytes));
+            staged.push((*v, d.clone(), rb, bytes));
         }
-        if let Some(cb) = self.encode() {
+        if let Some(cb) = self.encode(None) {
             self.m.gpu.queue.submit([cb]);
         }
-        let failed = Arc::new(Mutex::new(None::<String>));
-        for (_, _, rb, bytes) in &staged {
-            if *bytes > 0 {
-                let f = failed.clone();
-                rb.map_async(wgpu::MapMode::Read, 0..*bytes, move |r| {
-                    if let Err(e) = r {
-                        if let Ok(mut f) = f.lock() {
-                            *f = Some(e.to_string());
-                        }
-                    }
-                });
-            }
-        }
-        self.m.gpu.wait()?;
-        if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
-            return Err(self.m.gpu.error(format!("reading results back: {e}")));
-        }
-        for (v, shape, rb, bytes) in staged {
-            let data: Vec<f32> = if bytes > 0 {
+        let maps: Vec<(&wgpu::Buffer, u64)> = staged
+            .iter()
+            .filter(|s| s.3 > 0)
+            .map(|s| (s.2.as_ref(), s.3))
+            .collect();
+        self.m.gpu.map_read(&maps, "reading results back")?;
+        for (v, d, rb, bytes) in staged {
+            let n = d.len();
+            let t = if bytes == 0 {
+                Tensor::zeros(if d.half { DType::F16 } else { DType::F32 }, &d.shape)?
+            } else {
                 let view = rb
                     .get_mapped_range(0..bytes)
                     .map_err(|e| self.m.gpu.error(format!("reading results back: {e}")))?;
-                let out = bytemuck::cast_slice::<u8, f32>(&view).to_vec();
+                let t = if d.half {
+                    let bits = &bytemuck::cast_slice::<u8, u16>(&view)[..n];
+                    let data: Vec<half::f16> =
+                        bits.iter().map(|&b| half::f16::from_bits(b)).collect();
+                    Tensor::from_vec(&d.shape, data)
+                } else {
+                    Tensor::from_vec(
+                        &d.shape,
+                        bytemuck::cast_slice::<u8, f32>(&view)[..n].to_vec(),
+                    )
+                };
                 drop(view);
                 rb.unmap();
-                out
-            } else {
-                Vec::new()
+                t?
             };
-            let t = Tensor::from_vec(&shape, data)?;
             if let Some(val) = self.vals[v.0].as_mut() {
                 val.host = Some(t);
             }

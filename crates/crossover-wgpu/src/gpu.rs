@@ -19,6 +19,12 @@ pub(crate) struct Gpu {
     pub queue: wgpu::Queue,
     pub limits: wgpu::Limits,
     pub desc: AdapterDesc,
+    /// The device times compute passes with timestamp queries (`TIMESTAMP_QUERY`).
+    pub timestamps: bool,
+    /// Nanoseconds per timestamp tick.
+    pub tick_ns: f64,
+    /// f16 tensors run on the device (`SHADER_F16`: the conversion kernels exist).
+    pub f16: bool,
     pub pipelines: Vec<Pipeline>,
     /// Bound where a kernel's optional input (a bias) is absent.
     pub dummy: Arc<wgpu::Buffer>,
@@ -29,9 +35,13 @@ pub(crate) struct Gpu {
 impl Gpu {
     pub fn open(desc: AdapterDesc, adapter: &wgpu::Adapter) -> Result<Gpu> {
         let limits = adapter.limits();
+        let required_features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
+        let timestamps = required_features.contains(wgpu::Features::TIMESTAMP_QUERY);
+        let f16 = required_features.contains(wgpu::Features::SHADER_F16);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("crossover"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             // The adapter's own limits, not WebGPU's defaults: bigger buffers fit.
             required_limits: limits.clone(),
             ..Default::default()
@@ -45,8 +55,9 @@ impl Gpu {
             }
         }));
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut pipelines = Vec::with_capacity(wgsl::ALL.len());
-        for &shader in wgsl::ALL {
+        let f16_shaders = if f16 { wgsl::F16 } else { &[] };
+        let mut pipelines = Vec::new();
+        for &shader in wgsl::ALL.iter().chain(f16_shaders) {
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader.name),
                 source: wgpu::ShaderSource::Wgsl(shader.source.into()),
@@ -78,11 +89,15 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         }));
+        let tick_ns = f64::from(queue.get_timestamp_period());
         Ok(Gpu {
             device,
             queue,
             limits,
             desc,
+            timestamps,
+            tick_ns,
+            f16,
             pipelines,
             dummy,
             errors,
@@ -94,7 +109,7 @@ impl Gpu {
             .pipelines
             .iter()
             .position(|p| p.shader.name == shader.name)
-            .expect("every shader in wgsl::ALL has a pipeline");
+            .expect("every shader the device can run has a pipeline");
         (i, &self.pipelines[i])
     }
 
@@ -139,6 +154,26 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| self.error(format!("waiting for the queue: {e}")))?;
         self.check()
+    }
+
+    /// Maps `(buffer, bytes)` for reading once the queue has run, and waits for it.
+    pub fn map_read(&self, buffers: &[(&wgpu::Buffer, u64)], what: &str) -> Result<()> {
+        let failed = Arc::new(Mutex::new(None::<String>));
+        for &(buf, bytes) in buffers {
+            let f = failed.clone();
+            buf.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+                if let Err(e) = r {
+                    if let Ok(mut f) = f.lock() {
+                        *f = Some(e.to_string());
+                    }
+                }
+            });
+        }
+        self.wait()?;
+        match failed.lock().ok().and_then(|mut f| f.take()) {
+            Some(e) => Err(self.error(format!("{what}: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Fails with the first error wgpu reported since the last check.

@@ -22,6 +22,7 @@
 //! See `docs/wgpu.md`.
 
 mod adapter;
+mod attention;
 mod exec;
 mod gpu;
 mod lower;
@@ -38,6 +39,26 @@ use crossover_core::{
 pub use adapter::{adapters, AdapterDesc, AdapterKind, AdapterSelection};
 use exec::{Compiled, DevVal, NEVER_READ};
 use gpu::Gpu;
+
+/// The clock the compute stage of a run's [`RunOutput`](crossover_core::RunOutput)
+/// timings is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComputeClock {
+    /// Timestamps the GPU writes at the start and end of each compute pass.
+    Gpu,
+    /// Host clocks around each submission and its wait: the adapter lacks
+    /// `TIMESTAMP_QUERY`.
+    Host,
+}
+
+impl std::fmt::Display for ComputeClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ComputeClock::Gpu => "GPU timestamps",
+            ComputeClock::Host => "host clock",
+        })
+    }
+}
 
 /// One wgpu adapter as a crossover device (`wgpu:N`).
 pub struct WgpuBackend {
@@ -73,6 +94,21 @@ impl WgpuBackend {
     /// The adapter this backend drives.
     pub fn adapter(&self) -> &AdapterDesc {
         &self.gpu.desc
+    }
+
+    /// Where the compute stage of the timings comes from on this adapter.
+    pub fn compute_clock(&self) -> ComputeClock {
+        if self.gpu.timestamps {
+            ComputeClock::Gpu
+        } else {
+            ComputeClock::Host
+        }
+    }
+
+    /// Whether f16 tensors run on this adapter (it has `SHADER_F16`); elsewhere nodes on
+    /// f16 data run on the host fallback.
+    pub fn shader_f16(&self) -> bool {
+        self.gpu.f16
     }
 
     /// The limits that bound what fits: largest buffer, largest storage binding,
@@ -165,6 +201,25 @@ impl Backend for WgpuBackend {
             })
             .collect();
 
+        // An attention chain runs at its last node, where v is surely computed; what the
+        // chain reads from outside stays alive until then.
+        let mut attention = vec![None; graph.nodes.len()];
+        let mut deferred = vec![false; graph.nodes.len()];
+        for a in attention::find(&graph) {
+            let (&last, earlier) = a.nodes.split_last().expect("a chain has nodes");
+            for &j in &a.nodes {
+                for v in graph.nodes[j].inputs.iter().flatten() {
+                    if !a.produces(&graph, *v) {
+                        last_use[v.0] = last_use[v.0].max(last);
+                    }
+                }
+            }
+            for &j in earlier {
+                deferred[j] = true;
+            }
+            attention[last] = Some(a);
+        }
+
         // Weights: every f32 constant a GPU node reads, uploaded once.
         let mut read_on_gpu = vec![false; graph.values.len()];
         for (n, g) in graph.nodes.iter().zip(&on_gpu) {
@@ -177,10 +232,17 @@ impl Backend for WgpuBackend {
         let mut weights = HashMap::new();
         let mut weight_bytes = 0;
         for (id, t) in &graph.constants {
-            if !read_on_gpu[id.0] || t.dtype() != DType::F32 {
+            let half = t.dtype() == DType::F16 && self.gpu.f16;
+            if !read_on_gpu[id.0] || !(t.dtype() == DType::F32 || half) {
                 continue;
             }
-            let data = exec::f32_data(t)?;
+            // f16 weights are widened once, here.
+            let wide = if half {
+                Some(t.cast(DType::F32)?)
+            } else {
+                None
+            };
+            let data = exec::f32_data(wide.as_ref().unwrap_or(t))?;
             let name = &graph.value(*id).name;
             let buf = self.gpu.buffer(
                 (data.len() * 4) as u64,
@@ -201,6 +263,7 @@ impl Backend for WgpuBackend {
                     buf: Arc::new(buf),
                     shape: t.shape().to_vec(),
                     pooled: false,
+                    half,
                 },
             );
         }
@@ -216,6 +279,8 @@ impl Backend for WgpuBackend {
             on_gpu,
             last_use,
             fuse_relu,
+            attention,
+            deferred,
             tapes: Mutex::new(HashMap::new()),
             workspace: AtomicU64::new(0),
         }))

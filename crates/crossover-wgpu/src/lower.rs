@@ -146,11 +146,11 @@ pub(crate) fn has_kernel(node: &Node) -> bool {
     }
 }
 
-fn input(node: &Node, i: usize) -> Option<ValueId> {
+pub(crate) fn input(node: &Node, i: usize) -> Option<ValueId> {
     node.inputs.get(i).copied().flatten()
 }
 
-fn output(node: &Node, i: usize) -> Option<ValueId> {
+pub(crate) fn output(node: &Node, i: usize) -> Option<ValueId> {
     node.outputs.get(i).copied().flatten()
 }
 
@@ -167,7 +167,7 @@ fn strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-fn norm_axis(a: i64, rank: usize) -> Result<usize> {
+pub(crate) fn norm_axis(a: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let v = if a < 0 { a + r } else { a };
     if v < 0 || v >= r.max(1) {
@@ -176,12 +176,12 @@ fn norm_axis(a: i64, rank: usize) -> Result<usize> {
     Ok(v as usize)
 }
 
-fn u(v: usize) -> Result<u32> {
+pub(crate) fn u(v: usize) -> Result<u32> {
     u32::try_from(v)
         .map_err(|_| invalid!("size {v} exceeds the 32-bit indexing of the wgpu kernels"))
 }
 
-fn f(v: f32) -> u32 {
+pub(crate) fn f(v: f32) -> u32 {
     v.to_bits()
 }
 
@@ -286,11 +286,11 @@ pub(crate) fn lower(r: &mut Run, node: &Node, fuse_relu: bool) -> Result<bool> {
     }
 }
 
-fn all_f32(r: &Run, vs: &[Option<ValueId>]) -> bool {
+pub(crate) fn all_f32(r: &Run, vs: &[Option<ValueId>]) -> bool {
     vs.iter().flatten().all(|&v| r.is_f32(v))
 }
 
-fn dev(r: &mut Run, v: ValueId) -> Result<DevVal> {
+pub(crate) fn dev(r: &mut Run, v: ValueId) -> Result<DevVal> {
     r.dev(v)?.ok_or_else(|| invalid!("value {v:?} is not f32"))
 }
 
@@ -310,7 +310,7 @@ fn unary(r: &mut Run, x: &DevVal, code: u32, a: f32, b: f32) -> Result<DevVal> {
     Ok(y)
 }
 
-fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+pub(crate) fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
@@ -335,7 +335,7 @@ fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
 }
 
 /// Strides of `shape` read as broadcast into `out` (0 along broadcast axes).
-fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+pub(crate) fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
     let s = strides(shape);
     let off = out.len() - shape.len();
     (0..out.len())
@@ -349,6 +349,39 @@ fn broadcast_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// Drops size-1 axes and merges neighbours that every operand walks contiguously, so the
+/// strided kernels (binary, copy) decompose each index over fewer axes: integer division
+/// is their main cost on software adapters.
+fn coalesce(shape: &[usize], strides: &mut [Vec<i64>]) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut merged: Vec<Vec<i64>> = vec![Vec::with_capacity(shape.len()); strides.len()];
+    for (d, &len) in shape.iter().enumerate() {
+        if len == 1 {
+            continue;
+        }
+        let joins = !out.is_empty()
+            && strides
+                .iter()
+                .zip(&merged)
+                .all(|(s, m)| m[m.len() - 1] == s[d] * len as i64);
+        if joins {
+            *out.last_mut().expect("not empty") *= len;
+            for (s, m) in strides.iter().zip(merged.iter_mut()) {
+                *m.last_mut().expect("not empty") = s[d];
+            }
+        } else {
+            out.push(len);
+            for (s, m) in strides.iter().zip(merged.iter_mut()) {
+                m.push(s[d]);
+            }
+        }
+    }
+    for (s, m) in strides.iter_mut().zip(merged) {
+        *s = m;
+    }
+    out
+}
+
 fn binary(r: &mut Run, a: &DevVal, b: &DevVal, code: u32) -> Result<DevVal> {
     let shape = broadcast(&a.shape, &b.shape)?;
     if shape.len() > MAX_RANK {
@@ -360,16 +393,20 @@ fn binary(r: &mut Run, a: &DevVal, b: &DevVal, code: u32) -> Result<DevVal> {
     let y = r.output(shape.clone(), "binary")?;
     let n = y.len();
     if n > 0 {
-        let sa = broadcast_strides(&a.shape, &shape);
-        let sb = broadcast_strides(&b.shape, &shape);
+        let wide = |s: Vec<usize>| s.into_iter().map(|x| x as i64).collect::<Vec<_>>();
+        let mut st = [
+            wide(broadcast_strides(&a.shape, &shape)),
+            wide(broadcast_strides(&b.shape, &shape)),
+        ];
+        let dims = coalesce(&shape, &mut st);
         let mut w = vec![0u32; 28];
         w[0] = u(n)?;
         w[1] = code;
-        w[2] = shape.len() as u32;
-        for i in 0..shape.len() {
-            w[4 + i] = u(shape[i])?;
-            w[12 + i] = u(sa[i])?;
-            w[20 + i] = u(sb[i])?;
+        w[2] = dims.len() as u32;
+        for i in 0..dims.len() {
+            w[4 + i] = u(dims[i])?;
+            w[12 + i] = u(st[0][i] as usize)?;
+            w[20 + i] = u(st[1][i] as usize)?;
         }
         let grid = r.m.gpu.grid_1d(n, "binary")?;
         r.dispatch(&wgsl::BINARY, &w, &[&a.buf, &b.buf], &y.buf, grid)?;
@@ -538,14 +575,16 @@ fn dispatch_matmul(
             grid,
         )?;
     } else {
+        // Software adapters take the kernel without workgroup memory when its vec4 loads
+        // are aligned (see matmul_vec4.wgsl); hardware keeps the tiled kernel.
+        let aligned = k > 0 && k % 4 == 0 && (!trans_a || m % 4 == 0) && (trans_b || n % 4 == 0);
+        let shader = if r.m.gpu.desc.software && aligned {
+            &wgsl::MATMUL_VEC4
+        } else {
+            &wgsl::MATMUL
+        };
         let grid = (n.div_ceil(64) as u32, m.div_ceil(64) as u32, count as u32);
-        r.dispatch(
-            &wgsl::MATMUL,
-            &w,
-            &[&a.buf, &b.buf, &bias_buf],
-            &y.buf,
-            grid,
-        )?;
+        r.dispatch(shader, &w, &[&a.buf, &b.buf, &bias_buf], &y.buf, grid)?;
     }
     Ok(y)
 }
@@ -1046,16 +1085,20 @@ fn copy(
     if n == 0 {
         return Ok(());
     }
+    let mut st = [
+        in_strides.to_vec(),
+        out_strides.iter().map(|&s| s as i64).collect(),
+    ];
+    let dims = coalesce(region, &mut st);
     let mut w = vec![0u32; 28];
     w[0] = u(n)?;
-    w[1] = region.len() as u32;
+    w[1] = dims.len() as u32;
     w[2] = i32::try_from(in_off).map_err(|_| invalid!("offset {in_off} exceeds 32 bits"))? as u32;
     w[3] = u(out_off)?;
-    for i in 0..region.len() {
-        w[4 + i] = u(region[i])?;
-        w[12 + i] =
-            i32::try_from(in_strides[i]).map_err(|_| invalid!("stride exceeds 32 bits"))? as u32;
-        w[20 + i] = u(out_strides[i])?;
+    for i in 0..dims.len() {
+        w[4 + i] = u(dims[i])?;
+        w[12 + i] = i32::try_from(st[0][i]).map_err(|_| invalid!("stride exceeds 32 bits"))? as u32;
+        w[20 + i] = u(st[1][i] as usize)?;
     }
     let grid = r.m.gpu.grid_1d(n, "copy")?;
     r.dispatch(&wgsl::COPY, &w, &[&x.buf], &y.buf, grid)
@@ -1434,4 +1477,26 @@ fn reduce(r: &mut Run, node: &Node, op: &R) -> Result<bool> {
     }
     r.set_dev(out, y);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::coalesce;
+
+    #[test]
+    fn coalesce_merges_only_what_every_operand_walks_contiguously() {
+        // [1, 128, 384] + [384]: the batch axis goes, the bias keeps its broadcast axis.
+        let mut st = [vec![49152, 384, 1], vec![0, 0, 1]];
+        assert_eq!(coalesce(&[1, 128, 384], &mut st), vec![128, 384]);
+        assert_eq!(st, [vec![384, 1], vec![0, 1]]);
+        // Same shapes: one axis.
+        let mut st = [vec![12, 4, 1], vec![12, 4, 1]];
+        assert_eq!(coalesce(&[2, 3, 4], &mut st), vec![24]);
+        assert_eq!(st, [vec![1], vec![1]]);
+        // A transpose read keeps its axes; all-ones collapses to rank 0.
+        let mut st = [vec![1, 3], vec![2, 1]];
+        assert_eq!(coalesce(&[3, 2], &mut st), vec![3, 2]);
+        let mut st = [vec![1, 1], vec![1, 1]];
+        assert_eq!(coalesce(&[1, 1], &mut st), Vec::<usize>::new());
+    }
 }

@@ -244,6 +244,14 @@ fn matmul_shapes() {
         check("MatMul", vec![data(a), data(b)], &[]);
     }
     check("MatMul", vec![data(&[9, 70]), weight(&[70, 31])], &[]);
+    // Sizes a multiple of 4 (the vec4 kernel on software adapters), partial tiles included.
+    for (a, b) in [
+        (&[130, 68][..], &[68, 72][..]),
+        (&[2, 1, 8, 12], &[1, 3, 12, 20]),
+        (&[1, 3, 5, 32], &[1, 3, 32, 12]),
+    ] {
+        check("MatMul", vec![data(a), data(b)], &[]);
+    }
 }
 
 #[test]
@@ -265,6 +273,16 @@ fn gemm_variants() {
         }
     }
     check("Gemm", vec![data(&[3, 5]), weight(&[5, 2])], &[]);
+    // Aligned sizes with every transpose (the vec4 kernel on software adapters).
+    for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let a: &[usize] = if ta == 1 { &[20, 72] } else { &[72, 20] };
+        let b: &[usize] = if tb == 1 { &[68, 20] } else { &[20, 68] };
+        check(
+            "Gemm",
+            vec![data(a), weight(b), weight(&[68])],
+            &[("transA", Attr::Int(ta)), ("transB", Attr::Int(tb))],
+        );
+    }
     // Few rows: the one-invocation-per-output path, with every transpose and C form.
     for (ta, tb) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
         let a: &[usize] = if ta == 1 { &[37, 2] } else { &[2, 37] };
@@ -575,4 +593,155 @@ fn missing_fallback_is_a_clear_error() {
         .err()
         .expect("no kernel and no fallback");
     assert!(err.to_string().contains("host_fallback"), "{err}");
+}
+
+/// One attention case: `batch` axes, query and key counts, head sizes, the scale node
+/// (`Mul`/`Div` by a constant), the mask's shape, whether `v` is computed after the
+/// scores (a `Neg` node placed there, as exporters order them), and whether the
+/// probabilities are also a graph output (then the chain must not fuse).
+struct Attention<'a> {
+    batch: &'a [usize],
+    sq: usize,
+    sk: usize,
+    d: usize,
+    dv: usize,
+    scale: Option<(&'a str, f32)>,
+    mask: Option<&'a [usize]>,
+    late_v: bool,
+    probs_out: bool,
+}
+
+impl<'a> Attention<'a> {
+    /// Scaled by `Mul` 0.35, no mask, `v` computed first, probabilities read only inside.
+    fn new(batch: &'a [usize], sq: usize, sk: usize, d: usize, dv: usize) -> Self {
+        Attention {
+            batch,
+            sq,
+            sk,
+            d,
+            dv,
+            scale: Some(("Mul", 0.35)),
+            mask: None,
+            late_v: false,
+            probs_out: false,
+        }
+    }
+}
+
+/// Runs `MatMul(q, kt) → scale → Add mask → Softmax → MatMul v` on both backends and
+/// returns whether the GPU fused it: a fused run's only work buffer is its output.
+fn check_attention(c: &Attention) -> Option<bool> {
+    let gpu = common::gpu()?;
+    let shape = |tail: [usize; 2]| [c.batch, &tail].concat();
+    let mut b = ModelBuilder::new("attention").opset(17);
+    let mut feeds = Vec::new();
+    let mut input = |b: &mut ModelBuilder, name: &str, s: Vec<usize>| {
+        let dims: Vec<Dim> = s.iter().map(|&d| Dim::Fixed(d)).collect();
+        feeds.push(rand_t(&s, -2.0, 2.0, feeds.len() as u64 + 11));
+        b.input(name, DType::F32, &dims)
+    };
+    let q = input(&mut b, "q", shape([c.sq, c.d]));
+    let kt = input(&mut b, "kt", shape([c.d, c.sk]));
+    let v = input(&mut b, "v", shape([c.sk, c.dv]));
+    let mask = c.mask.map(|m| input(&mut b, "mask", m.to_vec()));
+    let mut s = b.node("MatMul", &[&q, &kt], &[]);
+    let v = if c.late_v {
+        b.node("Neg", &[&v], &[])
+    } else {
+        v
+    };
+    if let Some((op, k)) = c.scale {
+        let k = b.weight("scale", &Tensor::scalar(k));
+        s = b.node(op, &[&s, &k], &[]);
+    }
+    if let Some(m) = &mask {
+        // The mask first, as some exporters write it.
+        s = b.node("Add", &[m, &s], &[]);
+    }
+    let p = b.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
+    let o = b.node("MatMul", &[&p, &v], &[]);
+    b.output(&o, "out", DType::F32, &[]);
+    if c.probs_out {
+        b.output(&p, "probs", DType::F32, &[]);
+    }
+    let graph = Arc::new(b.into_model().expect("imports").graph);
+    let want = common::run_cpu(&graph, &feeds);
+    let exe = gpu
+        .compile(graph, &CompileOptions::default())
+        .expect("compiles");
+    let mut peak = 0;
+    for round in 0..2 {
+        let got = exe.run(&feeds).expect("runs");
+        for (g, w) in got.outputs.iter().zip(&want) {
+            assert_eq!(g.shape(), w.shape());
+            let err = common::max_error(g, w);
+            assert!(
+                err <= 1e-4,
+                "{:?} sq {} sk {} d {} dv {}: max error {err} (round {round})",
+                c.batch,
+                c.sq,
+                c.sk,
+                c.d,
+                c.dv
+            );
+        }
+        peak = got.peak_bytes;
+    }
+    let bytes = |rows: usize| (c.batch.iter().product::<usize>() * rows * c.dv * 4).max(4) as u64;
+    let late_v = if c.late_v { bytes(c.sk) } else { 0 };
+    Some(peak == bytes(c.sq) + late_v)
+}
+
+#[test]
+fn attention_fuses_and_matches_the_cpu() {
+    let case = Attention::new;
+    let fused = [
+        Attention {
+            mask: Some(&[2, 1, 1, 7]),
+            late_v: true,
+            ..case(&[2, 3], 5, 7, 8, 6)
+        },
+        // One query, one key.
+        Attention {
+            scale: Some(("Div", 2.0)),
+            ..case(&[1, 2], 1, 1, 3, 5)
+        },
+        // Odd head sizes, a 2-D mask.
+        Attention {
+            mask: Some(&[9, 9]),
+            ..case(&[1, 4], 9, 9, 7, 5)
+        },
+        // One batch axis, more keys than invocations, no scale, a full mask.
+        Attention {
+            scale: None,
+            mask: Some(&[3, 4, 130]),
+            ..case(&[3], 4, 130, 16, 16)
+        },
+        // More keys and channels than one pass of the workgroup covers.
+        Attention {
+            mask: Some(&[1, 1, 3, 300]),
+            ..case(&[1, 1], 3, 300, 5, 260)
+        },
+    ];
+    for c in &fused {
+        let Some(f) = check_attention(c) else { return };
+        assert!(f, "{:?} sq {} sk {}: not fused", c.batch, c.sq, c.sk);
+    }
+    let unfused = [
+        // Too many keys for the kernel's workgroup memory: the deferred nodes run one by one.
+        Attention {
+            late_v: true,
+            ..case(&[1], 2, 1030, 4, 3)
+        },
+        // The probabilities are read outside the chain.
+        Attention {
+            mask: Some(&[2, 1, 1, 5]),
+            probs_out: true,
+            ..case(&[2, 2], 3, 5, 4, 4)
+        },
+    ];
+    for c in &unfused {
+        let Some(f) = check_attention(c) else { return };
+        assert!(!f, "{:?} sq {} sk {}: fused", c.batch, c.sq, c.sk);
+    }
 }

@@ -1,14 +1,18 @@
-//! Every WGSL shader parses and validates with naga, without needing an adapter.
+//! Every WGSL shader parses and validates with naga (the f16 ones with the `f16`
+//! capability), without needing an adapter.
 
 #[test]
 fn every_shader_validates_with_naga() {
-    for shader in crossover_kernels::wgsl::ALL {
+    use crossover_kernels::wgsl::{ALL, F16};
+    let plain = ALL.iter().map(|s| (s, naga::valid::Capabilities::empty()));
+    let f16 = F16
+        .iter()
+        .map(|s| (s, naga::valid::Capabilities::SHADER_FLOAT16));
+    for (shader, capabilities) in plain.chain(f16) {
         let module = naga::front::wgsl::parse_str(shader.source)
             .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(shader.source)));
-        let mut validator = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        );
+        let mut validator =
+            naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities);
         validator
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: {}", shader.name, e.emit_to_string(shader.source)));

@@ -11,7 +11,11 @@ pub fn gpu() -> Option<&'static WgpuBackend> {
     static GPU: OnceLock<Option<WgpuBackend>> = OnceLock::new();
     GPU.get_or_init(|| match WgpuBackend::new(0, AdapterSelection::Auto) {
         Ok(b) => {
-            eprintln!("wgpu tests run on {}", b.adapter());
+            eprintln!(
+                "wgpu tests run on {}; compute stage timed with {}",
+                b.adapter(),
+                b.compute_clock()
+            );
             Some(b)
         }
         Err(e) => {
