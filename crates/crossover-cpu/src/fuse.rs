@@ -216,7 +216,8 @@ fn linear_chain(graph: &Graph, readers: &Readers, head: usize) -> Option<Fusion>
             let w = constant(graph, node.inputs.get(1).copied().flatten())?;
             let w = w.view::<f32>().ok()?.into_dimensionality::<Ix2>().ok()?;
             let w = if *trans_b { w.t() } else { w };
-            let weight = w.mapv(|x| x * alpha);
+            // `mapv` keeps a transposed view's column-major order; the kernels want rows.
+            let weight = w.as_standard_layout().mapv(|x| x * alpha);
             let n = weight.ncols();
             let bias = match node.inputs.get(2).copied().flatten() {
                 None => None,
@@ -739,6 +740,11 @@ mod tests {
         let found = find(&g);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].activation(), Activation::Relu);
+        // Held in rows: a column-major weight sends every product through packing.
+        let Kernel::Linear(l) = &found[0].kernel else {
+            panic!("a Gemm chain is a Linear step");
+        };
+        assert!(l.weight.is_standard_layout());
         let plan = Plan::new(&g).unwrap();
         for rows in [1, 7] {
             let x = [t(&[rows, 6], 7)];
