@@ -64,10 +64,6 @@ pub(crate) fn gemm<T: Real>(
         });
         return Ok(());
     }
-    if m <= FEW_ROWS && b.strides()[1] == 1 && c.strides()[1] == 1 {
-        few_rows(alpha, a, b, beta, c);
-        return Ok(());
-    }
     let (sa, sb) = (a.strides(), b.strides());
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
     // SAFETY: the views guarantee the pointers and strides are valid for their shapes,
@@ -100,110 +96,6 @@ pub(crate) fn gemm<T: Real>(
         )
     }
     Ok(())
-}
-
-/// Products with at most this many rows take [`few_rows`].
-const FEW_ROWS: usize = 16;
-/// Columns of C one task accumulates: `FEW_ROWS` rows of them stay in L1.
-const FEW_ROWS_TILE: usize = 256;
-
-/// `C ← alpha·A·B + beta·C` for a few rows of A (batch-1-ish requests), with B's and C's
-/// rows contiguous. The `gemm` crate packs all of B on every call there, which costs
-/// several times the product itself (a 784×512 weight is 1.6 MB); here each row of B is
-/// read once per column tile while every row of C accumulates in L1, and nothing is
-/// packed. Column tiles run in parallel when there is enough work.
-fn few_rows<T: Real>(
-    alpha: T,
-    a: ArrayView2<T>,
-    b: ArrayView2<T>,
-    beta: T,
-    mut c: ArrayViewMut2<T>,
-) {
-    let work = a.nrows() * a.ncols() * b.ncols();
-    let tiles = c
-        .axis_chunks_iter_mut(Axis(1), FEW_ROWS_TILE)
-        .zip(b.axis_chunks_iter(Axis(1), FEW_ROWS_TILE));
-    let run = |(mut c, b): (ArrayViewMut2<T>, ArrayView2<T>)| {
-        few_rows_tile(alpha, a, b, beta, c.view_mut())
-    };
-    if work >= PARALLEL_WORK * 4 {
-        tiles.collect::<Vec<_>>().into_par_iter().for_each(run);
-    } else {
-        tiles.for_each(run);
-    }
-}
-
-/// One column tile of [`few_rows`], compiled for the widest vectors the CPU has.
-fn few_rows_tile<T: Real>(
-    alpha: T,
-    a: ArrayView2<T>,
-    b: ArrayView2<T>,
-    beta: T,
-    c: ArrayViewMut2<T>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { few_rows_avx512(alpha, a, b, beta, c) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { few_rows_avx2(alpha, a, b, beta, c) };
-        }
-    }
-    few_rows_body(alpha, a, b, beta, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn few_rows_avx512<T: Real>(
-    alpha: T,
-    a: ArrayView2<T>,
-    b: ArrayView2<T>,
-    beta: T,
-    c: ArrayViewMut2<T>,
-) {
-    few_rows_body(alpha, a, b, beta, c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn few_rows_avx2<T: Real>(
-    alpha: T,
-    a: ArrayView2<T>,
-    b: ArrayView2<T>,
-    beta: T,
-    c: ArrayViewMut2<T>,
-) {
-    few_rows_body(alpha, a, b, beta, c)
-}
-
-#[inline(always)]
-fn few_rows_body<T: Real>(
-    alpha: T,
-    a: ArrayView2<T>,
-    b: ArrayView2<T>,
-    beta: T,
-    mut c: ArrayViewMut2<T>,
-) {
-    for mut row in c.rows_mut() {
-        if beta == T::zero() {
-            row.fill(T::zero());
-        } else if beta != T::one() {
-            row.map_inplace(|v| *v = *v * beta);
-        }
-    }
-    for (p, brow) in b.rows().into_iter().enumerate() {
-        let brow = brow.to_slice().expect("B's rows are contiguous");
-        for (i, mut crow) in c.rows_mut().into_iter().enumerate() {
-            let s = alpha * a[[i, p]];
-            let crow = crow.as_slice_mut().expect("C's rows are contiguous");
-            for (y, &x) in crow.iter_mut().zip(brow) {
-                *y += s * x;
-            }
-        }
-    }
 }
 
 /// An element the integer product accumulates in, with two's-complement wrap-around
@@ -368,8 +260,8 @@ mod tests {
         assert!(matmul_real(a.view(), bad.view()).is_err());
     }
 
-    /// The few-rows path against a plain f64 sum, across its row limit, tile edges,
-    /// alpha and beta, and a transposed A.
+    /// Products of a few rows (batch-1-ish requests) against a plain f64 sum, with alpha,
+    /// beta and a transposed A.
     #[test]
     fn few_row_products_match_a_plain_sum() {
         for &(m, k, n) in &[
