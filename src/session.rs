@@ -393,12 +393,14 @@ impl Session {
 
     /// Like [`Session::run`], with the device that ran it and its stage timings.
     pub fn run_with_info(&self, inputs: &[(&str, Tensor)]) -> Result<Reply> {
-        self.submit(inputs, None)?.wait()
+        self.run_ordered(&order_by_name(&self.graph, inputs)?)
     }
 
-    /// Runs with inputs in the model's order.
+    /// Runs with inputs in the model's order. On an idle CPU the run happens on the
+    /// calling thread ([`Scheduler::run`]).
     pub fn run_ordered(&self, inputs: &[Tensor]) -> Result<Reply> {
-        self.submit_ordered(inputs.to_vec(), None)?.wait()
+        self.graph.check_inputs(inputs)?;
+        self.scheduler.run(inputs.to_vec(), None)
     }
 
     /// Queues a request and returns at once; `deadline` bounds its wait in a queue.

@@ -23,7 +23,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossover_core::{
-    DeviceId, DeviceInfo, Error, ErrorKind, Executable, MemoryUsage, Result, StageTimings, Tensor,
+    DeviceId, DeviceInfo, DeviceKind, Error, ErrorKind, Executable, MemoryUsage, Result,
+    StageTimings, Tensor,
 };
 
 use crate::batch::{self, BatchAxis};
@@ -237,6 +238,9 @@ struct State {
     queued_samples: usize,
     /// The run in progress: when it started and its predicted seconds.
     running: Option<(Instant, f64)>,
+    /// A caller runs a request on its own thread ([`Inner::run_inline`]); the worker
+    /// waits, so the device still runs one batch at a time.
+    inline: bool,
     health: Health,
 }
 
@@ -276,6 +280,15 @@ pub struct Scheduler {
 /// Probes of the scheduler's cost: at least this many, then until [`PROBE_TIME`] is spent.
 const MIN_PROBES: usize = 3;
 const PROBE_TIME: Duration = Duration::from_secs(1);
+
+/// Seconds `d`'s curve predicts for a run of `samples`; 0 before it has one.
+fn predicted(d: &Device, samples: usize) -> f64 {
+    d.curve
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map_or(0.0, |c| c.latency(samples))
+}
 
 /// `f` up to `most` times: at least [`MIN_PROBES`], then while [`PROBE_TIME`] lasts (a
 /// run of a large model on a software GPU takes seconds).
@@ -342,6 +355,7 @@ impl Scheduler {
                         jobs: VecDeque::new(),
                         queued_samples: 0,
                         running: None,
+                        inline: false,
                         health: Health::Healthy,
                     }),
                     wake: Condvar::new(),
@@ -370,6 +384,22 @@ impl Scheduler {
 
     /// Routes a request (inputs in the model's order) and returns at once.
     pub fn submit(&self, inputs: Vec<Tensor>, deadline: Option<Duration>) -> Result<Ticket> {
+        self.route(inputs, deadline, false)
+    }
+
+    /// Submits and waits. A request routed to an idle CPU runs on the calling thread, as
+    /// a direct call would: handing it to the worker and back costs two thread wake-ups,
+    /// more than a small model's run ([`Inner::run_inline`] says when).
+    pub fn run(&self, inputs: Vec<Tensor>, deadline: Option<Duration>) -> Result<Reply> {
+        self.route(inputs, deadline, true)?.wait()
+    }
+
+    fn route(
+        &self,
+        inputs: Vec<Tensor>,
+        deadline: Option<Duration>,
+        inline: bool,
+    ) -> Result<Ticket> {
         let samples = self.inner.axis.samples(&inputs)?;
         let now = Instant::now();
         let (tx, rx) = mpsc::channel();
@@ -383,13 +413,8 @@ impl Scheduler {
             part: 0,
             reply: tx,
         };
-        let parts = self.inner.place(job, true)?;
+        let parts = self.inner.place(job, true, inline)?;
         Ok(Ticket { parts, rx })
-    }
-
-    /// Submits and waits.
-    pub fn run(&self, inputs: Vec<Tensor>, deadline: Option<Duration>) -> Result<Reply> {
-        self.submit(inputs, deadline)?.wait()
     }
 
     pub fn policy(&self) -> &Policy {
@@ -605,8 +630,9 @@ impl Inner {
         }
     }
 
-    /// Routes `job` and queues it (or its slices); returns how many parts it became.
-    fn place(&self, job: Job, splittable: bool) -> Result<usize> {
+    /// Routes `job` and queues it (or its slices), or with `inline` runs it whole on this
+    /// thread where [`Inner::run_inline`] may; returns how many parts it became.
+    fn place(&self, job: Job, splittable: bool, inline: bool) -> Result<usize> {
         let now = Instant::now();
         let route = if self.devices.len() == 1 {
             let st = lock(&self.devices[0].state);
@@ -634,6 +660,14 @@ impl Inner {
         };
         match route {
             Some(Route::Whole(i)) => {
+                let job = if inline {
+                    match self.run_inline(i, job) {
+                        Ok(()) => return Ok(1),
+                        Err(job) => job,
+                    }
+                } else {
+                    job
+                };
                 self.enqueue(i, job)?;
                 Ok(1)
             }
@@ -701,6 +735,36 @@ impl Inner {
             .count()
     }
 
+    /// Runs `job` on the calling thread if device `i` is idle (nothing queued or running),
+    /// healthy, and either the CPU (whose runs are host threads' work anyway) or a device
+    /// that batches without waiting; gives the job back otherwise. A GPU with a queue
+    /// delay keeps it: an idle GPU's first request is the one others coalesce with. The
+    /// reply goes through the job's channel as from the worker, so faults, retries and
+    /// counters are the same.
+    fn run_inline(&self, i: usize, job: Job) -> std::result::Result<(), Job> {
+        let d = &self.devices[i];
+        let now = Instant::now();
+        {
+            let mut st = lock(&d.state);
+            let idle = st.jobs.is_empty() && st.running.is_none() && !st.inline;
+            let live = job.deadline.map_or(true, |t| now < t);
+            let eager = d.info.id.kind == DeviceKind::Cpu || d.queue.max_delay.is_zero();
+            if !(idle && live && eager && st.health.open(now)) {
+                return Err(job);
+            }
+            st.inline = true;
+            st.running = Some((now, predicted(d, job.samples)));
+        }
+        self.execute(i, vec![job]);
+        let mut st = lock(&d.state);
+        st.inline = false;
+        st.running = None;
+        if !st.jobs.is_empty() {
+            d.wake.notify_one();
+        }
+        Ok(())
+    }
+
     fn enqueue(&self, i: usize, mut job: Job) -> Result<()> {
         let d = &self.devices[i];
         let mut st = lock(&d.state);
@@ -752,8 +816,8 @@ impl Inner {
     /// `None` once shut down with nothing left.
     fn next_batch(&self, d: &Device) -> Option<Vec<Job>> {
         let mut st = lock(&d.state);
-        while st.jobs.is_empty() {
-            if self.shutdown.load(Ordering::SeqCst) {
+        while st.jobs.is_empty() || st.inline {
+            if st.jobs.is_empty() && self.shutdown.load(Ordering::SeqCst) {
                 return None;
             }
             st = d.wake.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -786,13 +850,7 @@ impl Inner {
             }
         }
         st.queued_samples -= samples;
-        let predicted = d
-            .curve
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0.0, |c| c.latency(samples));
-        st.running = Some((Instant::now(), predicted));
+        st.running = Some((Instant::now(), predicted(d, samples)));
         Some(jobs)
     }
 
@@ -915,7 +973,7 @@ impl Inner {
             let part = job.part;
             let retry = match self.policy {
                 Policy::Pinned(_) => Err(e.clone()),
-                _ => self.place(job, false).map(|_| ()),
+                _ => self.place(job, false, false).map(|_| ()),
             };
             if let Err(why) = retry {
                 lock(&d.counters).error();

@@ -56,11 +56,17 @@ struct Double {
     delay: Duration,
     failing: AtomicBool,
     runs: AtomicUsize,
+    /// The thread of each run.
+    threads: std::sync::Mutex<Vec<std::thread::ThreadId>>,
 }
 
 impl Executable for Double {
     fn run(&self, inputs: &[Tensor]) -> Result<RunOutput> {
         self.runs.fetch_add(1, Ordering::SeqCst);
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
         std::thread::sleep(self.delay);
         if self.failing.load(Ordering::SeqCst) {
             return Err(Error::Device {
@@ -95,6 +101,7 @@ fn double(graph: &Arc<Graph>, delay_ms: u64, failing: bool) -> Arc<Double> {
         delay: Duration::from_millis(delay_ms),
         failing: AtomicBool::new(failing),
         runs: AtomicUsize::new(0),
+        threads: Default::default(),
     })
 }
 
@@ -158,6 +165,53 @@ fn concurrent_singles_coalesce_into_batches_with_correct_rows() {
         stats.runs
     );
     assert_eq!(dev.runs.load(Ordering::SeqCst) as u64, stats.runs);
+}
+
+#[test]
+fn a_waited_request_on_an_idle_device_runs_on_the_callers_thread() {
+    let g = lookup_graph();
+    let dev = double(&g, 30, false);
+    let s = Arc::new(
+        Scheduler::new(
+            vec![slot("cpu", &dev, flat_curve(0.03), QueueConfig::default())],
+            Policy::Latency,
+            BatchAxis::of(&g),
+        )
+        .unwrap(),
+    );
+    let r = s.run(ids(&[2]), None).unwrap();
+    assert_eq!(first_column(&r.outputs[0]), vec![6.0]);
+    assert_eq!(dev.threads.lock().unwrap()[0], std::thread::current().id());
+
+    // While one caller runs on its thread, the others queue; the worker takes them
+    // after it, batched, and every one gets its own rows.
+    let start = Arc::new(std::sync::Barrier::new(6));
+    let callers: Vec<_> = (0..6)
+        .map(|i| {
+            let (s, start) = (s.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let r = s.run(ids(&[i]), None).unwrap();
+                assert_eq!(first_column(&r.outputs[0]), vec![3.0 * i as f32]);
+            })
+        })
+        .collect();
+    for c in callers {
+        c.join().unwrap();
+    }
+    let stats = &s.stats()[0];
+    assert_eq!(stats.requests, 7);
+    assert!(
+        stats.runs < 7,
+        "6 callers at once ran in {} runs",
+        stats.runs
+    );
+    // A submitted request is always the worker's.
+    s.submit(ids(&[1]), None).unwrap().wait().unwrap();
+    assert_ne!(
+        *dev.threads.lock().unwrap().last().unwrap(),
+        std::thread::current().id()
+    );
 }
 
 #[test]
