@@ -334,7 +334,7 @@ impl Tensor {
         }
         if to == DType::String {
             return Ok(Tensor::String(
-                with_array!(self, a => a.map(|v| format_element(v)).into_shared()),
+                with_array!(self, a => a.map(format_element).into_shared()),
             ));
         }
         if let Tensor::String(a) = self {

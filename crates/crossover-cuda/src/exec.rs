@@ -138,17 +138,20 @@ impl CudaExecutable {
             .map(|t| (t.dtype(), t.shape().to_vec()))
             .collect();
         let mut cache = self.graphs.lock().unwrap_or_else(|p| p.into_inner());
-        if self.use_graphs && !cache.ready.contains_key(&sig) && cache.seen.contains(&sig) {
-            if !cache.refused.contains(&sig) && cache.ready.len() < MAX_GRAPHS {
-                match self.capture(staging, inputs) {
-                    Ok(c) => {
-                        cache.ready.insert(sig.clone(), c);
-                    }
-                    Err(e) if e.to_string().contains(NOT_CAPTURABLE) => {
-                        cache.refused.insert(sig.clone());
-                    }
-                    Err(e) => return Err(e),
+        if self.use_graphs
+            && !cache.ready.contains_key(&sig)
+            && cache.seen.contains(&sig)
+            && !cache.refused.contains(&sig)
+            && cache.ready.len() < MAX_GRAPHS
+        {
+            match self.capture(staging, inputs) {
+                Ok(c) => {
+                    cache.ready.insert(sig.clone(), c);
                 }
+                Err(e) if e.to_string().contains(NOT_CAPTURABLE) => {
+                    cache.refused.insert(sig.clone());
+                }
+                Err(e) => return Err(e),
             }
         }
         if let Some(c) = cache.ready.get(&sig) {

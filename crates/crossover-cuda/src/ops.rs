@@ -634,7 +634,7 @@ impl Run<'_> {
         let outer = x.shape[0] * x.shape[1];
         let r: usize = x.shape[2..].iter().product();
         let mut out = x.shape[..2].to_vec();
-        out.extend(std::iter::repeat(1).take(x.shape.len() - 2));
+        out.extend(std::iter::repeat_n(1, x.shape.len() - 2));
         Ok(Some(vec![Val::Dev(
             self.launch_reduce(&x, &out, outer, r, 1, kind)?,
         )]))
@@ -972,7 +972,7 @@ impl Run<'_> {
                 if let Some(i) = infer {
                     let known: usize = out.iter().product();
                     let total: usize = shape.iter().product();
-                    if known == 0 || total % known != 0 {
+                    if known == 0 || !total.is_multiple_of(known) {
                         return Err(invalid!("cannot reshape {shape:?} to {want:?}"));
                     }
                     out[i] = total / known;

@@ -662,8 +662,8 @@ impl Inner {
             Some(Route::Whole(i)) => {
                 let job = if inline {
                     match self.run_inline(i, job) {
-                        Ok(()) => return Ok(1),
-                        Err(job) => job,
+                        None => return Ok(1),
+                        Some(job) => job,
                     }
                 } else {
                     job
@@ -741,16 +741,16 @@ impl Inner {
     /// delay keeps it: an idle GPU's first request is the one others coalesce with. The
     /// reply goes through the job's channel as from the worker, so faults, retries and
     /// counters are the same.
-    fn run_inline(&self, i: usize, job: Job) -> std::result::Result<(), Job> {
+    fn run_inline(&self, i: usize, job: Job) -> Option<Job> {
         let d = &self.devices[i];
         let now = Instant::now();
         {
             let mut st = lock(&d.state);
             let idle = st.jobs.is_empty() && st.running.is_none() && !st.inline;
-            let live = job.deadline.map_or(true, |t| now < t);
+            let live = job.deadline.is_none_or(|t| now < t);
             let eager = d.info.id.kind == DeviceKind::Cpu || d.queue.max_delay.is_zero();
             if !(idle && live && eager && st.health.open(now)) {
-                return Err(job);
+                return Some(job);
             }
             st.inline = true;
             st.running = Some((now, predicted(d, job.samples)));
@@ -762,7 +762,7 @@ impl Inner {
         if !st.jobs.is_empty() {
             d.wake.notify_one();
         }
-        Ok(())
+        None
     }
 
     fn enqueue(&self, i: usize, mut job: Job) -> Result<()> {
@@ -792,7 +792,7 @@ impl Inner {
             let now = Instant::now();
             let (live, expired): (Vec<Job>, Vec<Job>) = jobs
                 .into_iter()
-                .partition(|j| j.deadline.map_or(true, |t| now < t));
+                .partition(|j| j.deadline.is_none_or(|t| now < t));
             for j in expired {
                 lock(&d.counters).error();
                 let waited = now.saturating_duration_since(j.arrived);

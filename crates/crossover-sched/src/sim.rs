@@ -153,7 +153,7 @@ impl SimResult {
         let mut v: Vec<f64> = self
             .latencies
             .iter()
-            .filter(|(n, _)| samples.map_or(true, |s| s == *n))
+            .filter(|(n, _)| samples.is_none_or(|s| s == *n))
             .map(|(_, l)| *l)
             .collect();
         if v.is_empty() {
@@ -400,7 +400,7 @@ pub fn simulate(
                 // Requests past their deadline fail instead of running.
                 let (live, expired): (Vec<Job>, Vec<Job>) = take
                     .into_iter()
-                    .partition(|j| deadline.map_or(true, |t| now < arrivals[j.request].at + t));
+                    .partition(|j| deadline.is_none_or(|t| now < arrivals[j.request].at + t));
                 for j in expired {
                     finished(&mut pending, &mut result, j.request, true);
                 }

@@ -813,9 +813,7 @@ fn layernorm(r: &mut Run, node: &Node, axis: i64, eps: f32, rms: bool) -> Result
     let rows: usize = shape[..a].iter().product();
     // Scale and bias must cover the normalised axes exactly (broadcasting ones go to the host).
     let full = |v: Option<ValueId>| {
-        v.map_or(true, |v| {
-            r.shape(v).is_some_and(|s| s.iter().product::<usize>() == n)
-        })
+        v.is_none_or(|v| r.shape(v).is_some_and(|s| s.iter().product::<usize>() == n))
     };
     if !full(Some(sv)) || !full(bv) {
         return Ok(false);

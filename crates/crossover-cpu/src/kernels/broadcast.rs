@@ -92,9 +92,9 @@ where
     let bv = view_as(&b, &shape)?;
     let z = Zip::from(&av).and(&bv);
     Ok(if shape.iter().product::<usize>() >= PARALLEL_MIN {
-        z.par_map_collect(|x, y| f(x, y))
+        z.par_map_collect(&f)
     } else {
-        z.map_collect(|x, y| f(x, y))
+        z.map_collect(f)
     })
 }
 
@@ -124,9 +124,9 @@ where
     }
     let z = Zip::from(&a);
     if a.len() >= PARALLEL_MIN {
-        z.par_map_collect(|x| f(x))
+        z.par_map_collect(&f)
     } else {
-        z.map_collect(|x| f(x))
+        z.map_collect(f)
     }
 }
 

@@ -123,7 +123,7 @@ fn eval_loop(body: &Subgraph, x: &Inputs) -> Result<Vec<Tensor>> {
     let mut scans: Vec<Vec<Tensor>> = vec![Vec::new(); n_scan];
     let mut i: i64 = 0;
     let mut args = Vec::with_capacity(g.inputs.len());
-    while cond && max_trips.map_or(true, |m| i < m) {
+    while cond && max_trips.is_none_or(|m| i < m) {
         args.clear();
         args.push(Tensor::scalar(i));
         args.push(Tensor::scalar(cond));

@@ -550,7 +550,7 @@ mod tests {
         let y = conv::<f64>(x.view(), w.view(), None, &attrs(Some(vec![1, 0, 1, 1]), 1)).unwrap();
         assert_eq!(y.shape(), &[1, 3, 4, 5]);
         let at = |c: usize, h: isize, wi: isize| {
-            if h < 0 || h >= 4 || wi < 0 || wi >= 5 {
+            if !(0..4).contains(&h) || !(0..5).contains(&wi) {
                 0.0
             } else {
                 x[[0, c, h as usize, wi as usize]]

@@ -281,7 +281,7 @@ fn max_pool(t: &Tensor, pool: &PoolAttrs, column_major: bool) -> Result<Vec<Tens
                         for &r in tr {
                             for &c in tc {
                                 let k = r * cols + c;
-                                if best.map_or(true, |b| xi[k] > xi[b]) {
+                                if best.is_none_or(|b| xi[k] > xi[b]) {
                                     best = Some(k);
                                 }
                             }
@@ -298,7 +298,7 @@ fn max_pool(t: &Tensor, pool: &PoolAttrs, column_major: bool) -> Result<Vec<Tens
                 taps.each(g, |i, w, _| {
                     let mut best: Option<usize> = None;
                     for &k in w {
-                        if best.map_or(true, |b| xi[k] > xi[b]) {
+                        if best.is_none_or(|b| xi[k] > xi[b]) {
                             best = Some(k);
                         }
                     }
@@ -344,7 +344,7 @@ fn global_shape(t: &Tensor) -> Result<(Vec<usize>, usize)> {
         ));
     }
     let mut s = t.shape()[..2].to_vec();
-    s.extend(std::iter::repeat(1).take(t.rank() - 2));
+    s.extend(std::iter::repeat_n(1, t.rank() - 2));
     Ok((s, t.shape()[2..].iter().product()))
 }
 

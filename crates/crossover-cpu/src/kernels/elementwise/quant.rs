@@ -63,10 +63,10 @@ pub fn bitcast(t: &Tensor, to: DType) -> Result<Tensor> {
 /// a vector along `axis`, a blocked tensor repeated `block` times along `axis`.
 fn spread<T: Clone>(p: ArrayViewD<T>, shape: &[usize], axis: i64, block: i64) -> Result<ArrayD<T>> {
     if p.len() == 1 {
-        return Ok(p
+        return p
             .to_owned()
             .into_shape_with_order(IxDyn(&[]))
-            .map_err(|e| invalid!("{e}"))?);
+            .map_err(|e| invalid!("{e}"));
     }
     if shape.is_empty() {
         return Err(invalid!(

@@ -245,7 +245,7 @@ fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> Result<Vec
     let total: usize = input.iter().product();
     if let Some(i) = infer {
         let known: usize = out.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(invalid!(
                 "Reshape: cannot infer -1 in {spec:?} for input {input:?}"
             ));

@@ -90,7 +90,7 @@ pub fn non_max_suppression(
             cand.extend(
                 s.iter()
                     .enumerate()
-                    .filter(|(_, &v)| score_threshold.map_or(true, |t| v > t))
+                    .filter(|(_, &v)| score_threshold.is_none_or(|t| v > t))
                     .map(|(i, &v)| (v, i)),
             );
             // Highest score first, lower index first among equals.
