@@ -7,6 +7,9 @@
 //! oldest request and, if the model is batchable, the compatible requests behind it up
 //! to the queue's `max_batch` samples, waiting at most `max_delay` for more (Triton's
 //! dynamic batcher); it runs them as one batch and cuts the outputs back per request.
+//! A request its caller waits for ([`Scheduler::run`]) that is routed to an idle CPU runs
+//! on the caller's thread instead, while the worker waits: the same one run at a time,
+//! without two thread hand-offs.
 //!
 //! A run that fails because of the device marks it unhealthy (retried after an
 //! exponential backoff) and moves that batch and the device's queue to the other
