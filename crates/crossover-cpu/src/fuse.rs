@@ -4,8 +4,9 @@
 //! `x · ½ · (1 + erf(x / √2))`. The product is written once and never re-read by separate
 //! Add, Div, Erf and Mul kernels, each of which would allocate and sweep the whole tensor.
 //! A `Conv` with constant weights likewise becomes one [`ConvChain`], an inference-mode
-//! `BatchNormalization` after it folded into its weights and bias, and a Relu applied in
-//! place.
+//! `BatchNormalization` after it folded into its weights and bias, then a Relu and a 2-D
+//! `MaxPool` applied to each image's output while it is in cache, so the full-size
+//! activation is never stored.
 //!
 //! Attention's `Softmax(scores · c + mask)` over the last axis becomes one
 //! [`MaskedSoftmax`] pass over the scores instead of three.
@@ -15,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use crossover_core::op::conv::ConvAttrs;
+use crossover_core::op::conv::{ConvAttrs, PoolAttrs};
 use crossover_core::op::nn::SoftmaxAxis;
 use crossover_core::op::{ConvOp, ElementwiseOp as E, LinalgOp, NnOp};
 use crossover_core::{invalid, DType, Error, Graph, Op, Result, Tensor, ValueId};
@@ -23,7 +24,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, Zip};
 use rayon::prelude::*;
 
 use crate::kernels::broadcast::{broadcast_shapes, view_as};
-use crate::kernels::conv::conv;
+use crate::kernels::conv::{conv_with, Epilogue};
 use crate::kernels::elementwise::num::{erf_f32, exp_f32};
 use crate::kernels::linalg::gemm::gemm;
 
@@ -47,12 +48,14 @@ pub(crate) struct Linear {
     op: &'static str,
 }
 
-/// `activation(conv(x, weight) + bias)`, a batch normalisation folded into both.
+/// `max_pool(activation(conv(x, weight) + bias))`, a batch normalisation folded into
+/// weight and bias; the pool, when present, is a 2-D `MaxPool` whose indices nobody reads.
 pub(crate) struct ConvChain {
     attrs: ConvAttrs,
     weight: ArrayD<f32>,
     bias: Option<Array1<f32>>,
     activation: Activation,
+    max_pool: Option<PoolAttrs>,
 }
 
 /// `softmax(scores · scale + mask)` along the last axis, the mask broadcast.
@@ -64,7 +67,7 @@ pub(crate) struct MaskedSoftmax {
 /// What a fused chain runs.
 pub(crate) enum Kernel {
     Linear(Linear),
-    Conv(ConvChain),
+    Conv(Box<ConvChain>),
     Softmax(MaskedSoftmax),
 }
 
@@ -126,6 +129,11 @@ impl<'g> Readers<'g> {
             return None;
         }
         self.of.get(&v).map(Vec::as_slice)
+    }
+
+    /// Whether nothing reads `v`: no node and not the graph's outputs.
+    fn unread(&self, v: ValueId) -> bool {
+        !self.graph.outputs.contains(&v) && !self.of.contains_key(&v)
     }
 
     /// The one node reading `v`, if it is the only reader and `v` may be swallowed.
@@ -329,17 +337,44 @@ fn conv_chain(graph: &Graph, readers: &Readers, head: usize) -> Option<Fusion> {
             out = output(graph, relu)?;
         }
     }
+    let mut max_pool = None;
+    if let Some(pool) = readers.sole(out) {
+        let pool_node = &graph.nodes[pool];
+        if let Op::Conv(ConvOp::MaxPool {
+            pool: pa,
+            column_major: _,
+        }) = &pool_node.op
+        {
+            let indices_unread = pool_node
+                .outputs
+                .get(1)
+                .copied()
+                .flatten()
+                .is_none_or(|i| readers.unread(i));
+            let planar = pa
+                .window
+                .kernel_shape
+                .as_ref()
+                .is_some_and(|k| k.len() == 2);
+            if planar && indices_unread && pool_node.inputs.first() == Some(&Some(out)) {
+                max_pool = Some(pa.clone());
+                nodes.push(pool);
+                out = pool_node.outputs.first().copied().flatten()?;
+            }
+        }
+    }
     if nodes.len() == 1 {
         // Nothing to fold: the plain kernel is the same work.
         return None;
     }
     Some(Fusion {
-        kernel: Kernel::Conv(ConvChain {
+        kernel: Kernel::Conv(Box::new(ConvChain {
             attrs: attrs.clone(),
             weight,
             bias,
             activation,
-        }),
+            max_pool,
+        })),
         inputs: vec![node.inputs.first().copied().flatten()?],
         output: out,
         nodes,
@@ -351,18 +386,12 @@ impl ConvChain {
         let xv = x
             .view::<f32>()
             .map_err(|_| invalid!("Conv: the input is {}, the weight is float32", x.dtype()))?;
-        let mut y = conv(
-            xv,
-            self.weight.view(),
-            self.bias.as_ref().map(|b| b.view().into_dyn()),
-            &self.attrs,
-        )?;
-        if self.activation == Activation::Relu {
-            each(y.as_slice_mut().expect("a fresh convolution output"), |v| {
-                v.max(0.0)
-            });
-        }
-        Ok(y.into())
+        let epilogue = Epilogue {
+            bias: self.bias.as_ref().map(|b| b.view().into_dyn()),
+            relu: self.activation == Activation::Relu,
+            max_pool: self.max_pool.as_ref(),
+        };
+        Ok(conv_with(xv, self.weight.view(), &self.attrs, &epilogue)?.into())
     }
 }
 
@@ -810,6 +839,71 @@ mod tests {
         let x = [t(&[2, 3, 6, 5], 15)];
         let (got, _) = Plan::new(&g).unwrap().execute(&g, &x, &[]).unwrap();
         assert_close(&got[0], &reference(&g, &x)[0], 1e-4);
+    }
+
+    /// Grouped `Conv → Relu → MaxPool` (3×3 windows, stride 2, padded, ceil mode, on odd
+    /// sizes); `indices` also makes the pool's second output a graph output.
+    fn conv_pool_graph(indices: bool) -> Graph {
+        let mut b = ModelBuilder::new("conv_relu_pool");
+        let n = Dim::Param("n".into());
+        let x = b.input(
+            "x",
+            DType::F32,
+            &[n.clone(), Dim::Fixed(4), Dim::Fixed(7), Dim::Fixed(9)],
+        );
+        let w = b.weight("w", &t(&[6, 2, 3, 2], 20));
+        let bias = b.weight("b", &t(&[6], 21));
+        let y = b.node(
+            "Conv",
+            &[&x, &w, &bias],
+            &[
+                ("pads", Attr::Ints(vec![1, 0, 1, 1])),
+                ("group", Attr::Int(2)),
+            ],
+        );
+        let y = b.node("Relu", &[&y], &[]);
+        let outs = b.node_n(
+            "MaxPool",
+            &[&y],
+            &[
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("strides", Attr::Ints(vec![2, 2])),
+                ("pads", Attr::Ints(vec![1, 1, 0, 1])),
+                ("ceil_mode", Attr::Int(1)),
+            ],
+            if indices { 2 } else { 1 },
+        );
+        let dims = [n, Dim::Fixed(6), Dim::Fixed(4), Dim::Fixed(5)];
+        b.output(&outs[0], "y", DType::F32, &dims);
+        if indices {
+            b.output(&outs[1], "indices", DType::I64, &dims);
+        }
+        b.into_model().unwrap().graph
+    }
+
+    #[test]
+    fn a_max_pool_after_a_conv_runs_in_its_epilogue() {
+        let g = conv_pool_graph(false);
+        let found = find(&g);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].nodes.len(), 3);
+        for n in [1, 3] {
+            let x = [t(&[n, 4, 7, 9], 22)];
+            let want = reference(&g, &x);
+            assert_eq!(want[0].shape(), [n, 6, 4, 5]);
+            let (got, _) = Plan::new(&g).unwrap().execute(&g, &x, &[]).unwrap();
+            assert_close(&got[0], &want[0], 1e-5);
+        }
+        // Indices someone reads need the pool's own kernel.
+        let g = conv_pool_graph(true);
+        let found = find(&g);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].nodes.len(), 2);
+        let x = [t(&[2, 4, 7, 9], 23)];
+        let (got, _) = Plan::new(&g).unwrap().execute(&g, &x, &[]).unwrap();
+        let want = reference(&g, &x);
+        assert_close(&got[0], &want[0], 1e-5);
+        assert_eq!(got[1].to_i64_vec().unwrap(), want[1].to_i64_vec().unwrap());
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod deform;
 mod geometry;
 mod pool;
 
-use crossover_core::op::conv::{ConvAttrs, Window};
+use crossover_core::op::conv::{ConvAttrs, PoolAttrs, Window};
 use crossover_core::op::ConvOp;
 use crossover_core::tensor::checked_numel;
 use crossover_core::{invalid, DType, Error, Result, Tensor};
@@ -98,6 +98,30 @@ pub(crate) fn conv<T: Real>(
     b: Option<ArrayViewD<T>>,
     a: &ConvAttrs,
 ) -> Result<ArrayD<T>> {
+    let epilogue = Epilogue {
+        bias: b,
+        relu: false,
+        max_pool: None,
+    };
+    conv_with(x, w, a, &epilogue)
+}
+
+/// What a convolution does to each image's output while it is still in cache: add the
+/// per-channel bias, clamp at zero, then take the maxima of 2-D windows (a `MaxPool`
+/// fused after it, whose grid the output then has).
+pub(crate) struct Epilogue<'a, T> {
+    pub bias: Option<ArrayViewD<'a, T>>,
+    pub relu: bool,
+    pub max_pool: Option<&'a PoolAttrs>,
+}
+
+/// [`conv`] followed by `e`, in one pass per image and group.
+pub(crate) fn conv_with<T: Real>(
+    x: ArrayViewD<T>,
+    w: ArrayViewD<T>,
+    a: &ConvAttrs,
+    e: &Epilogue<T>,
+) -> Result<ArrayD<T>> {
     let (xs, ws) = (x.shape(), w.shape());
     if xs.len() < 3 || ws.len() != xs.len() {
         return Err(invalid!(
@@ -109,7 +133,7 @@ pub(crate) fn conv<T: Real>(
     if c % g != 0 || m % g != 0 || ws[1] * g != c {
         return Err(invalid!("Conv: X {xs:?}, W {ws:?} and group {g} disagree"));
     }
-    if let Some(b) = &b {
+    if let Some(b) = &e.bias {
         if b.shape() != [m] {
             return Err(invalid!(
                 "Conv bias of shape {:?} for {m} output channels",
@@ -118,11 +142,32 @@ pub(crate) fn conv<T: Real>(
         }
     }
     let geo = Geometry::forward(&a.window, &xs[2..], &ws[2..], false)?;
+    let pool = e
+        .max_pool
+        .map(|pa| {
+            let k = axis_list(
+                pa.window.kernel_shape.as_deref(),
+                geo.grid.len(),
+                1,
+                "kernel_shape",
+                1,
+            )?;
+            if geo.grid.len() != 2 {
+                return Err(invalid!(
+                    "a MaxPool fused after a Conv needs 2 spatial axes, got {}",
+                    geo.grid.len()
+                ));
+            }
+            Geometry::forward(&pa.window, &geo.grid, &k, pa.ceil_mode)
+        })
+        .transpose()?;
     let (cg, mg) = (c / g, m / g);
     let k = cg * geo.kernel_size();
     let p = geo.grid_size();
+    let out_grid = pool.as_ref().map_or(&geo.grid, |pg| &pg.grid);
+    let op: usize = out_grid.iter().product();
     let mut shape = vec![n, m];
-    shape.extend(&geo.grid);
+    shape.extend(out_grid);
     checked_numel(&shape, DType::F32)?;
     let mut y = ArrayD::<T>::zeros(IxDyn(&shape));
     let x = x.as_standard_layout();
@@ -134,7 +179,8 @@ pub(crate) fn conv<T: Real>(
     let gl = *geo.grid.last().expect("spatial axis");
     let lines = p.checked_div(gl).unwrap_or(0);
     let per_tile = (TILE / (k * gl).max(1)).clamp(1, lines.max(1));
-    let run = |(t, out): (usize, &mut [T])| -> Result<()> {
+    // The convolution of task `t` (image, group) into `out`, `mg × p`.
+    let product = |t: usize, out: &mut [T]| -> Result<()> {
         let (ni, gi) = (t / g, t % g);
         let xg = &xd[(ni * c + gi * cg) * img..(ni * c + (gi + 1) * cg) * img];
         let wg = ArrayView2::from_shape((mg, k), &wd[gi * mg * k..(gi + 1) * mg * k])
@@ -142,36 +188,65 @@ pub(crate) fn conv<T: Real>(
         let mut out = ArrayViewMut2::from_shape((mg, p), out).expect("sizes checked");
         if geo.is_pointwise() {
             let col = ArrayView2::from_shape((cg, p), xg).expect("sizes checked");
-            gemm(T::one(), wg, col, T::zero(), out.view_mut())?;
-        } else {
-            let mut col = vec![T::zero(); k * per_tile * gl];
-            let mut l0 = 0;
-            while l0 < lines {
-                let l1 = (l0 + per_tile).min(lines);
-                let len = (l1 - l0) * gl;
-                geo.im2col(xg, cg, l0..l1, &mut col, tasks == 1);
-                let cv = ArrayView2::from_shape((k, len), &col[..k * len]).expect("sizes checked");
-                gemm(
-                    T::one(),
-                    wg,
-                    cv,
-                    T::zero(),
-                    out.slice_mut(ndarray::s![.., l0 * gl..l1 * gl]),
-                )?;
-                l0 = l1;
-            }
+            return gemm(T::one(), wg, col, T::zero(), out.view_mut());
         }
-        if let Some(b) = &b {
-            for (r, mut row) in out.rows_mut().into_iter().enumerate() {
-                let bv = b[[gi * mg + r]];
-                row.mapv_inplace(|v| v + bv);
+        let mut col = vec![T::zero(); k * per_tile * gl];
+        let mut l0 = 0;
+        while l0 < lines {
+            let l1 = (l0 + per_tile).min(lines);
+            let len = (l1 - l0) * gl;
+            geo.im2col(xg, cg, l0..l1, &mut col, tasks == 1);
+            let cv = ArrayView2::from_shape((k, len), &col[..k * len]).expect("sizes checked");
+            gemm(
+                T::one(),
+                wg,
+                cv,
+                T::zero(),
+                out.slice_mut(ndarray::s![.., l0 * gl..l1 * gl]),
+            )?;
+            l0 = l1;
+        }
+        Ok(())
+    };
+    // Bias and Relu on one channel's plane of task `t`.
+    let finish = |gi: usize, r: usize, plane: &mut [T]| {
+        let bv = e.bias.as_ref().map(|b| b[[gi * mg + r]]);
+        // Selects rather than `max`, so that the loops vectorise.
+        let relu = |v: T| if v > T::zero() { v } else { T::zero() };
+        match (bv, e.relu) {
+            (Some(bv), true) => plane.iter_mut().for_each(|v| *v = relu(*v + bv)),
+            (Some(bv), false) => plane.iter_mut().for_each(|v| *v += bv),
+            (None, true) => plane.iter_mut().for_each(|v| *v = relu(*v)),
+            (None, false) => {}
+        }
+    };
+    let run = |(t, out): (usize, &mut [T])| -> Result<()> {
+        let gi = t % g;
+        match &pool {
+            None => {
+                product(t, out)?;
+                for (r, plane) in out.chunks_mut(p.max(1)).enumerate() {
+                    finish(gi, r, plane);
+                }
+            }
+            Some(pg) => {
+                let mut full = vec![T::zero(); mg * p];
+                product(t, &mut full)?;
+                for (r, (plane, dst)) in full
+                    .chunks_mut(p.max(1))
+                    .zip(out.chunks_mut(op.max(1)))
+                    .enumerate()
+                {
+                    finish(gi, r, plane);
+                    pool::max_plane_2d_values(plane, pg, dst);
+                }
             }
         }
         Ok(())
     };
     for_each_chunk(
         y.as_slice_mut().expect("fresh array"),
-        mg * p,
+        mg * op,
         tasks > 1,
         run,
     )?;

@@ -169,6 +169,107 @@ fn planes<A: Sync, B: Send>(
     }
 }
 
+/// The valid taps `lo..hi` of a window at position `o` along one axis: those landing
+/// inside an image axis of length `len`.
+fn tap_range(g: &Geometry, d: usize, o: usize) -> std::ops::Range<usize> {
+    let start = (o * g.strides[d]) as isize - g.pad_begin[d];
+    let dil = g.dilations[d] as isize;
+    let len = g.image[d] as isize;
+    let lo = if start >= 0 {
+        0
+    } else {
+        (-start + dil - 1) / dil
+    };
+    let hi = if start >= len {
+        0
+    } else {
+        ((len - start + dil - 1) / dil).min(g.kernel[d] as isize)
+    };
+    lo as usize..(hi.max(lo)) as usize
+}
+
+/// The maximum of every window of one 2-D plane `x`: calls `emit(out_index, max,
+/// in-plane offset of the max)`; padding never wins, and a window with no valid tap
+/// emits nothing. Ties keep the first tap in row-major order.
+fn max_plane_2d<T: PartialOrd + Copy>(
+    x: &[T],
+    g: &Geometry,
+    mut emit: impl FnMut(usize, T, usize),
+) {
+    let (iw, (oh, ow)) = (g.image[1], (g.grid[0], g.grid[1]));
+    let cols: Vec<_> = (0..ow).map(|c| tap_range(g, 1, c)).collect();
+    for r in 0..oh {
+        let rows = tap_range(g, 0, r);
+        let r0 = (r * g.strides[0]) as isize - g.pad_begin[0];
+        for (c, kc) in cols.iter().enumerate() {
+            if rows.is_empty() || kc.is_empty() {
+                continue;
+            }
+            let c0 = (c * g.strides[1]) as isize - g.pad_begin[1];
+            let at = |kr: usize, kc: usize| {
+                let y = (r0 + (kr * g.dilations[0]) as isize) as usize;
+                y * iw + (c0 + (kc * g.dilations[1]) as isize) as usize
+            };
+            let mut best = at(rows.start, kc.start);
+            let mut max = x[best];
+            for kr in rows.clone() {
+                for k in kc.clone() {
+                    let i = at(kr, k);
+                    // The running max stays in a register: comparing through the index
+                    // would put a load on every step's critical path.
+                    if x[i] > max {
+                        (best, max) = (i, x[i]);
+                    }
+                }
+            }
+            emit(r * ow + c, max, best);
+        }
+    }
+}
+
+/// The window maxima of one 2-D plane `x` into `y` (values only; a window with no valid
+/// tap is left as it was): first the maxima down each column over a window's rows, which
+/// vectorises, then across each window's columns.
+pub(super) fn max_plane_2d_values<T: PartialOrd + Copy>(x: &[T], g: &Geometry, y: &mut [T]) {
+    let (iw, (oh, ow)) = (g.image[1], (g.grid[0], g.grid[1]));
+    let Some(first) = x.get(..iw).filter(|_| iw > 0) else {
+        return;
+    };
+    let mut down = first.to_vec();
+    let cols: Vec<_> = (0..ow).map(|c| tap_range(g, 1, c)).collect();
+    let image_row = |kr: usize, r: usize| {
+        let y = (r * g.strides[0]) as isize - g.pad_begin[0] + (kr * g.dilations[0]) as isize;
+        &x[y as usize * iw..(y as usize + 1) * iw]
+    };
+    for (r, out) in y.chunks_mut(ow.max(1)).take(oh).enumerate() {
+        let rows = tap_range(g, 0, r);
+        if rows.is_empty() {
+            continue;
+        }
+        down.copy_from_slice(image_row(rows.start, r));
+        for kr in rows.start + 1..rows.end {
+            for (m, &v) in down.iter_mut().zip(image_row(kr, r)) {
+                // A select, not a conditional store, so that the loop vectorises.
+                *m = if v > *m { v } else { *m };
+            }
+        }
+        for ((c, kc), o) in cols.iter().enumerate().zip(out.iter_mut()) {
+            if kc.is_empty() {
+                continue;
+            }
+            let c0 = (c * g.strides[1]) as isize - g.pad_begin[1];
+            let at = |k: usize| (c0 + (k * g.dilations[1]) as isize) as usize;
+            let mut max = down[at(kc.start)];
+            for k in kc.start + 1..kc.end {
+                if down[at(k)] > max {
+                    max = down[at(k)];
+                }
+            }
+            *o = max;
+        }
+    }
+}
+
 fn out_shape(t: &Tensor, g: &Geometry) -> Result<Vec<usize>> {
     let mut s = t.shape()[..2].to_vec();
     s.extend(&g.grid);
@@ -270,28 +371,12 @@ fn max_pool(t: &Tensor, pool: &PoolAttrs, column_major: bool) -> Result<Vec<Tens
             }
             at
         };
-        if let ([_, cols], [vr, vc]) = (g.image.as_slice(), taps.valid.as_slice()) {
-            // Images (the common case): walk each window's valid taps in place rather
-            // than gathering them into a list per output.
+        if g.image.len() == 2 {
+            // Images (the common case): one pass over each window's valid taps in place.
             planes(xs, &mut pairs, ip, op, |xi, yo, plane| {
-                let mut i = 0;
-                for tr in vr {
-                    for tc in vc {
-                        let mut best: Option<usize> = None;
-                        for &r in tr {
-                            for &c in tc {
-                                let k = r * cols + c;
-                                if best.is_none_or(|b| xi[k] > xi[b]) {
-                                    best = Some(k);
-                                }
-                            }
-                        }
-                        if let Some(b) = best {
-                            yo[i] = (xi[b], (plane * ip + stored(b)) as i64);
-                        }
-                        i += 1;
-                    }
-                }
+                max_plane_2d(xi, g, |i, v, k| {
+                    yo[i] = (v, (plane * ip + stored(k)) as i64)
+                });
             });
         } else {
             planes(xs, &mut pairs, ip, op, |xi, yo, plane| {

@@ -64,6 +64,71 @@ pub(crate) fn gemm<T: Real>(
         });
         return Ok(());
     }
+    let threads = rayon::current_num_threads();
+    if m <= FEW_ROWS && n >= threads * BAND_MIN && threads > 1 {
+        return gemm_bands(alpha, a, b, beta, c, threads);
+    }
+    // The current rayon pool (the executable's, sized by `threads`): products too small
+    // to split stay on one thread, and no second pool competes.
+    gemm_with(alpha, a, b, beta, c, gemm::Parallelism::Rayon(0));
+    Ok(())
+}
+
+/// Products with at most this many rows (batch-1-ish requests through a layer) are split
+/// by columns into one band per thread instead.
+const FEW_ROWS: usize = 16;
+/// The narrowest band of columns worth a thread of its own.
+const BAND_MIN: usize = 128;
+
+/// `gemm` for a few rows of A, as one fixed band of B's and C's columns per pool thread.
+/// Such a product streams B (the weights) once, so it is bound by memory, not FMAs; with
+/// the bands pinned to threads, each core reads only its band, run after run, and finds
+/// it in its own cache.
+fn gemm_bands<T: Real>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    c: ArrayViewMut2<T>,
+    bands: usize,
+) -> Result<()> {
+    let n = c.ncols();
+    let width = n.div_ceil(bands).next_multiple_of(16);
+    let mut parts = Vec::with_capacity(bands);
+    let mut rest = c;
+    let mut j0 = 0;
+    while j0 < n {
+        let w = width.min(n - j0);
+        let (band, tail) = rest.split_at(Axis(1), w);
+        parts.push((j0, std::sync::Mutex::new(Some(band))));
+        rest = tail;
+        j0 += w;
+    }
+    rayon::broadcast(|ctx| {
+        let Some((j0, band)) = parts.get(ctx.index()) else {
+            return;
+        };
+        let band = band.lock().map(|mut b| b.take()).ok().flatten();
+        if let Some(band) = band {
+            let w = band.ncols();
+            let b = b.slice(ndarray::s![.., *j0..*j0 + w]);
+            gemm_with(alpha, a, b, beta, band, gemm::Parallelism::None);
+        }
+    });
+    Ok(())
+}
+
+/// The `gemm` crate on checked, non-empty operands.
+fn gemm_with<T: Real>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    mut c: ArrayViewMut2<T>,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
     let (sa, sb) = (a.strides(), b.strides());
     let (rsc, csc) = (c.strides()[0], c.strides()[1]);
     // SAFETY: the views guarantee the pointers and strides are valid for their shapes,
@@ -90,12 +155,9 @@ pub(crate) fn gemm<T: Real>(
             false,
             false,
             false,
-            // The current rayon pool (the executable's, sized by `threads`): products
-            // too small to split stay on one thread, and no second pool competes.
-            gemm::Parallelism::Rayon(0),
+            parallelism,
         )
     }
-    Ok(())
 }
 
 /// An element the integer product accumulates in, with two's-complement wrap-around
