@@ -25,8 +25,9 @@ use rayon::prelude::*;
 
 use crate::kernels::broadcast::{broadcast_shapes, view_as};
 use crate::kernels::conv::{conv_with, Epilogue};
-use crate::kernels::elementwise::num::{erf_f32, exp_f32};
+use crate::kernels::elementwise::num::erf_f32;
 use crate::kernels::linalg::gemm::gemm;
+use crate::kernels::nn::softmax_row_f32;
 
 /// What runs on the product after its bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -479,15 +480,14 @@ impl MaskedSoftmax {
                     .for_each(|o, &s, &m| *o = s * scale + m),
                 None => Zip::from(&mut o).and(&s).for_each(|o, &s| *o = s * scale),
             }
-            let max = o.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0.0;
-            o.mapv_inplace(|v| {
-                let e = exp_f32(v - max);
-                sum += e;
-                e
-            });
-            let inv = 1.0 / sum;
-            o.mapv_inplace(|v| v * inv);
+            match o.as_slice_mut() {
+                Some(o) => softmax_row_f32(o),
+                None => {
+                    let mut v = o.to_vec();
+                    softmax_row_f32(&mut v);
+                    o.assign(&ndarray::ArrayView1::from(&v));
+                }
+            }
         };
         let parallel = lanes > 1 && y.len() >= 1 << 14;
         match &m {

@@ -10,7 +10,7 @@ pub(crate) mod elementwise;
 mod image;
 mod layout;
 pub(crate) mod linalg;
-mod nn;
+pub(crate) mod nn;
 mod reduce;
 mod rnn;
 mod signal;

@@ -9,6 +9,7 @@ mod loss;
 mod norm;
 mod rotary;
 mod softmax;
+pub(crate) use softmax::softmax_row_f32;
 
 use std::borrow::Cow;
 use std::fmt::Debug;

@@ -5,6 +5,7 @@ use crossover_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use super::{arr, flat, out, parallel, Real};
+use crate::kernels::elementwise::num::exp_f32;
 use crate::kernels::util::norm_axis;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +106,62 @@ fn lane<F: Real>(buf: &mut [F], start: usize, stride: usize, n: usize, kind: Kin
                 for k in 0..n {
                     buf[idx(k)] = buf[idx(k)] - ls;
                 }
+            }
+        }
+    }
+}
+
+/// Softmax of one contiguous f32 row in place, in loops the compiler vectorises: lane-wise
+/// partial maxima and sums instead of one running value each, and a branch-free `exp`.
+pub(crate) fn softmax_row_f32(row: &mut [f32]) {
+    const L: usize = 16;
+    let above = |a: f32, b: f32| if b > a { b } else { a };
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = above(*m, v);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |a, &b| above(a, b));
+    let mut sums = [0.0f32; L];
+    let mut chunks = row.chunks_exact_mut(L);
+    for c in &mut chunks {
+        for (s, v) in sums.iter_mut().zip(c) {
+            *v = exp_f32(*v - max);
+            *s += *v;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp_f32(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::softmax_row_f32;
+
+    #[test]
+    fn vectorised_row_softmax_matches_f64() {
+        for n in [1usize, 5, 16, 37, 128] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.7)
+                .collect();
+            let max = x.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+            let sum: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
+            let mut y = x.clone();
+            softmax_row_f32(&mut y);
+            for (&v, &got) in x.iter().zip(&y) {
+                let want = (v as f64 - max).exp() / sum;
+                assert!((got as f64 - want).abs() <= 1e-6, "n {n}: {got} vs {want}");
             }
         }
     }
