@@ -12,7 +12,7 @@ use crossover_core::{invalid, DType, Error, Result, Tensor};
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn};
 use rayon::prelude::*;
 
-use super::linalg::gemm::{gemm, Real};
+use super::linalg::gemm::{gemm, gemm_in_task, Real};
 use super::Inputs;
 use geometry::{axis_list, Geometry};
 
@@ -179,8 +179,10 @@ pub(crate) fn conv_with<T: Real>(
     let gl = *geo.grid.last().expect("spatial axis");
     let lines = p.checked_div(gl).unwrap_or(0);
     let per_tile = (TILE / (k * gl).max(1)).clamp(1, lines.max(1));
+    // One image's product runs on its own thread when the images run in parallel.
+    let product = if tasks > 1 { gemm_in_task } else { gemm };
     // The convolution of task `t` (image, group) into `out`, `mg × p`.
-    let product = |t: usize, out: &mut [T]| -> Result<()> {
+    let convolve = |t: usize, out: &mut [T]| -> Result<()> {
         let (ni, gi) = (t / g, t % g);
         let xg = &xd[(ni * c + gi * cg) * img..(ni * c + (gi + 1) * cg) * img];
         let wg = ArrayView2::from_shape((mg, k), &wd[gi * mg * k..(gi + 1) * mg * k])
@@ -188,7 +190,7 @@ pub(crate) fn conv_with<T: Real>(
         let mut out = ArrayViewMut2::from_shape((mg, p), out).expect("sizes checked");
         if geo.is_pointwise() {
             let col = ArrayView2::from_shape((cg, p), xg).expect("sizes checked");
-            return gemm(T::one(), wg, col, T::zero(), out.view_mut());
+            return product(T::one(), wg, col, T::zero(), out.view_mut());
         }
         let mut col = vec![T::zero(); k * per_tile * gl];
         let mut l0 = 0;
@@ -197,7 +199,7 @@ pub(crate) fn conv_with<T: Real>(
             let len = (l1 - l0) * gl;
             geo.im2col(xg, cg, l0..l1, &mut col, tasks == 1);
             let cv = ArrayView2::from_shape((k, len), &col[..k * len]).expect("sizes checked");
-            gemm(
+            product(
                 T::one(),
                 wg,
                 cv,
@@ -224,14 +226,14 @@ pub(crate) fn conv_with<T: Real>(
         let gi = t % g;
         match &pool {
             None => {
-                product(t, out)?;
+                convolve(t, out)?;
                 for (r, plane) in out.chunks_mut(p.max(1)).enumerate() {
                     finish(gi, r, plane);
                 }
             }
             Some(pg) => {
                 let mut full = vec![T::zero(); mg * p];
-                product(t, &mut full)?;
+                convolve(t, &mut full)?;
                 for (r, (plane, dst)) in full
                     .chunks_mut(p.max(1))
                     .zip(out.chunks_mut(op.max(1)))

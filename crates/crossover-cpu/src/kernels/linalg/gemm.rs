@@ -74,6 +74,23 @@ pub(crate) fn gemm<T: Real>(
     Ok(())
 }
 
+/// [`gemm`] for a product that is itself one of many parallel tasks (an image of a
+/// batch): on the calling thread, since splitting it again only adds hand-offs.
+pub(crate) fn gemm_in_task<T: Real>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    c: ArrayViewMut2<T>,
+) -> Result<()> {
+    check_dims(a.dim(), b.dim(), c.dim())?;
+    if a.nrows() == 0 || b.ncols() == 0 || a.ncols() == 0 {
+        return gemm(alpha, a, b, beta, c);
+    }
+    gemm_with(alpha, a, b, beta, c, gemm::Parallelism::None);
+    Ok(())
+}
+
 /// Products with at most this many rows (batch-1-ish requests through a layer) are split
 /// by columns into one band per thread instead.
 const FEW_ROWS: usize = 16;
