@@ -90,6 +90,9 @@ fn conv_op(x: &Inputs, a: &ConvAttrs) -> Result<Tensor> {
 
 /// Column tiles of the patch matrix hold about this many elements.
 const TILE: usize = 1 << 20;
+/// A single image's patch tile is filled by several threads from this many elements on;
+/// below, waking them costs more than the copy.
+const PARALLEL_COLUMNS: usize = 1 << 16;
 
 /// N-D grouped convolution: per image and group, im2col (in column tiles) then GEMM.
 pub(crate) fn conv<T: Real>(
@@ -197,7 +200,13 @@ pub(crate) fn conv_with<T: Real>(
         while l0 < lines {
             let l1 = (l0 + per_tile).min(lines);
             let len = (l1 - l0) * gl;
-            geo.im2col(xg, cg, l0..l1, &mut col, tasks == 1);
+            geo.im2col(
+                xg,
+                cg,
+                l0..l1,
+                &mut col,
+                tasks == 1 && k * len >= PARALLEL_COLUMNS,
+            );
             let cv = ArrayView2::from_shape((k, len), &col[..k * len]).expect("sizes checked");
             product(
                 T::one(),

@@ -65,7 +65,7 @@ pub(crate) fn gemm<T: Real>(
         return Ok(());
     }
     let threads = rayon::current_num_threads();
-    if m <= FEW_ROWS && n >= threads * BAND_MIN && threads > 1 {
+    if m <= FEW_ROWS && k * n >= BAND_OPERAND && n >= threads * BAND_MIN && threads > 1 {
         return gemm_bands(alpha, a, b, beta, c, threads);
     }
     // The current rayon pool (the executable's, sized by `threads`): products too small
@@ -96,6 +96,9 @@ pub(crate) fn gemm_in_task<T: Real>(
 const FEW_ROWS: usize = 16;
 /// The narrowest band of columns worth a thread of its own.
 const BAND_MIN: usize = 128;
+/// Elements of B below which it stays in one core's cache anyway, so a split only adds
+/// a hand-off (256 KiB of f32).
+const BAND_OPERAND: usize = 1 << 16;
 
 /// `gemm` for a few rows of A, as one fixed band of B's and C's columns per pool thread.
 /// Such a product streams B (the weights) once, so it is bound by memory, not FMAs; with
@@ -339,13 +342,15 @@ mod tests {
         assert!(matmul_real(a.view(), bad.view()).is_err());
     }
 
-    /// Products of a few rows (batch-1-ish requests) against a plain f64 sum, with alpha,
+    /// Products of a few rows (batch-1-ish requests; split into column bands from 2×784×512
+    /// and 3×300×1000, uneven) against a plain f64 sum, with alpha,
     /// beta and a transposed A.
     #[test]
     fn few_row_products_match_a_plain_sum() {
         for &(m, k, n) in &[
             (1, 7, 5),
             (2, 784, 512),
+            (3, 300, 1000),
             (5, 3, 257),
             (16, 33, 600),
             (17, 9, 300),
