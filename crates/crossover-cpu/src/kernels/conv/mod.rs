@@ -219,7 +219,7 @@ pub(crate) fn conv_with<T: Real>(
         }
         Ok(())
     };
-    // Bias and Relu on one channel's plane of task `t`.
+    // Bias and Relu on the plane of output channel `r` of group `gi`.
     let finish = |gi: usize, r: usize, plane: &mut [T]| {
         let bv = e.bias.as_ref().map(|b| b[[gi * mg + r]]);
         // Selects rather than `max`, so that the loops vectorise.
