@@ -55,14 +55,14 @@ fn gemm(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("fma_peak");
     group.sample_size(20);
-    if let Some(fma) = support::Fma::detect() {
+    if let Some(isa) = crossover_cpu::kernels::simd::isa() {
         group.throughput(Throughput::Elements(
-            fma.flops_per_thread() * threads as u64,
+            support::fma_flops_per_thread(isa) * threads as u64,
         ));
         // `cargo xtask bench` quotes the width and thread count from the id.
-        let id = format!("{}-bit_x{threads}", fma.lanes() * 32);
+        let id = format!("{}-bit_x{threads}", isa.lanes() * 32);
         group.bench_function(BenchmarkId::from_parameter(id), |bench| {
-            bench.iter(|| fma.run(threads))
+            bench.iter(|| support::fma_peak(isa, threads))
         });
     } else {
         eprintln!("SKIPPED: fma_peak needs x86-64 with AVX2 and FMA, or AVX-512");

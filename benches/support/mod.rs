@@ -1,6 +1,7 @@
 //! What the bench files share: the thread count, random inputs, and the FMA peak probe.
 
 use crossover::core::Tensor;
+use crossover_cpu::kernels::simd::Isa;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -28,60 +29,29 @@ const FMA_ITERS: u64 = 10_000_000;
 #[allow(dead_code)]
 const FMA_CHAINS: usize = 12;
 
-/// The widest fused multiply-add this CPU has: the peak is quoted for it, whatever width
-/// the GEMM kernels use.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// FLOPs one thread does per [`fma_peak`] run: 2 per lane per fused multiply-add. The
+/// peak is quoted for the widest FMA the CPU has, whatever width the GEMM kernels use.
 #[allow(dead_code)]
-pub enum Fma {
-    /// AVX-512F: 16 f32 lanes.
-    Avx512,
-    /// AVX2 + FMA: 8 f32 lanes.
-    Avx2,
+pub fn fma_flops_per_thread(isa: Isa) -> u64 {
+    FMA_ITERS * FMA_CHAINS as u64 * isa.lanes() as u64 * 2
 }
 
+/// Every thread runs independent FMA chains at once: the most FLOP/s the cores can
+/// retire, which GEMM efficiency is quoted against.
 #[allow(dead_code)]
-impl Fma {
-    pub fn detect() -> Option<Fma> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                return Some(Fma::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Some(Fma::Avx2);
-            }
+pub fn fma_peak(isa: Isa, threads: usize) {
+    #[cfg(target_arch = "x86_64")]
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            // SAFETY: `isa()` found the instructions each function enables.
+            s.spawn(move || match isa {
+                Isa::Avx512 => std::hint::black_box(unsafe { fma_chains_512(FMA_ITERS) }),
+                Isa::Avx2 => std::hint::black_box(unsafe { fma_chains_256(FMA_ITERS) }),
+            });
         }
-        None
-    }
-
-    pub fn lanes(self) -> u64 {
-        match self {
-            Fma::Avx512 => 16,
-            Fma::Avx2 => 8,
-        }
-    }
-
-    /// FLOPs one thread does per [`Fma::run`]: 2 per lane per fused multiply-add.
-    pub fn flops_per_thread(self) -> u64 {
-        FMA_ITERS * FMA_CHAINS as u64 * self.lanes() * 2
-    }
-
-    /// Every thread runs independent FMA chains at once: the most FLOP/s the cores can
-    /// retire, which GEMM efficiency is quoted against.
-    pub fn run(self, threads: usize) {
-        #[cfg(target_arch = "x86_64")]
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                // SAFETY: `detect` found the instructions each function enables.
-                s.spawn(move || match self {
-                    Fma::Avx512 => std::hint::black_box(unsafe { fma_chains_512(FMA_ITERS) }),
-                    Fma::Avx2 => std::hint::black_box(unsafe { fma_chains_256(FMA_ITERS) }),
-                });
-            }
-        });
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = threads;
-    }
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, threads);
 }
 
 #[cfg(target_arch = "x86_64")]

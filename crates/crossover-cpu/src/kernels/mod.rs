@@ -14,6 +14,7 @@ pub(crate) mod nn;
 mod reduce;
 mod rnn;
 mod signal;
+pub mod simd;
 mod text;
 pub mod util;
 

@@ -2,6 +2,7 @@
 
 mod causal;
 mod deform;
+mod direct;
 mod geometry;
 mod pool;
 
@@ -177,6 +178,11 @@ pub(crate) fn conv_with<T: Real>(
     let w = w.as_standard_layout();
     let xd = x.as_slice().expect("standard layout");
     let wd = w.as_slice().expect("standard layout");
+    if direct::applies::<T>(&geo, mg, k) {
+        let y_all = y.as_slice_mut().expect("fresh array");
+        direct::conv(&geo, pool.as_ref(), (xd, wd), (n, g, cg, mg), e, y_all)?;
+        return Ok(y);
+    }
     let img = geo.image_size();
     let tasks = n * g;
     let gl = *geo.grid.last().expect("spatial axis");
@@ -231,17 +237,19 @@ pub(crate) fn conv_with<T: Real>(
             (None, false) => {}
         }
     };
+    let plane_max = pool.as_ref().map(pool::PlaneMax::new);
     let run = |(t, out): (usize, &mut [T])| -> Result<()> {
         let gi = t % g;
-        match &pool {
+        match &plane_max {
             None => {
                 convolve(t, out)?;
                 for (r, plane) in out.chunks_mut(p.max(1)).enumerate() {
                     finish(gi, r, plane);
                 }
             }
-            Some(pg) => {
+            Some(pm) => {
                 let mut full = vec![T::zero(); mg * p];
+                let mut down = Vec::new();
                 convolve(t, &mut full)?;
                 for (r, (plane, dst)) in full
                     .chunks_mut(p.max(1))
@@ -249,7 +257,7 @@ pub(crate) fn conv_with<T: Real>(
                     .enumerate()
                 {
                     finish(gi, r, plane);
-                    pool::max_plane_2d_values(plane, pg, dst);
+                    pm.apply(plane, dst, &mut down);
                 }
             }
         }

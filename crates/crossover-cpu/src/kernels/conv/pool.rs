@@ -227,45 +227,87 @@ fn max_plane_2d<T: PartialOrd + Copy>(
     }
 }
 
-/// The window maxima of one 2-D plane `x` into `y` (values only; a window with no valid
-/// tap is left as it was): first the maxima down each column over a window's rows, which
-/// vectorises, then across each window's columns.
-pub(super) fn max_plane_2d_values<T: PartialOrd + Copy>(x: &[T], g: &Geometry, y: &mut [T]) {
-    let (iw, (oh, ow)) = (g.image[1], (g.grid[0], g.grid[1]));
-    let Some(first) = x.get(..iw).filter(|_| iw > 0) else {
-        return;
-    };
-    let mut down = first.to_vec();
-    let cols: Vec<_> = (0..ow).map(|c| tap_range(g, 1, c)).collect();
-    let image_row = |kr: usize, r: usize| {
-        let y = (r * g.strides[0]) as isize - g.pad_begin[0] + (kr * g.dilations[0]) as isize;
-        &x[y as usize * iw..(y as usize + 1) * iw]
-    };
-    for (r, out) in y.chunks_mut(ow.max(1)).take(oh).enumerate() {
-        let rows = tap_range(g, 0, r);
-        if rows.is_empty() {
-            continue;
-        }
-        down.copy_from_slice(image_row(rows.start, r));
-        for kr in rows.start + 1..rows.end {
-            for (m, &v) in down.iter_mut().zip(image_row(kr, r)) {
-                // A select, not a conditional store, so that the loop vectorises.
-                *m = if v > *m { v } else { *m };
+/// The window maxima of 2-D planes (values only), planned once for a geometry: first
+/// the maxima down each column over a window's rows, which vectorises, then across each
+/// window's columns. A window with no valid tap is left as it was.
+pub(super) struct PlaneMax<'a> {
+    g: &'a Geometry,
+    /// Valid taps of each output row's and column's window.
+    rows: Vec<std::ops::Range<usize>>,
+    cols: Vec<std::ops::Range<usize>>,
+    /// Output columns whose window is the whole pair `2c - pad, 2c - pad + 1` (2-wide
+    /// windows of stride 2), taken two lanes at a time.
+    pairs: std::ops::Range<usize>,
+}
+
+impl<'a> PlaneMax<'a> {
+    pub(super) fn new(g: &'a Geometry) -> Self {
+        let rows = (0..g.grid[0]).map(|r| tap_range(g, 0, r)).collect();
+        let cols: Vec<_> = (0..g.grid[1]).map(|c| tap_range(g, 1, c)).collect();
+        let paired = g.kernel[1] == 2 && g.strides[1] == 2 && g.dilations[1] == 1;
+        let full = |c: &usize| cols[*c] == (0..2) && (*c * 2) as isize >= g.pad_begin[1];
+        let pairs = match (0..cols.len()).find(full) {
+            Some(first) if paired => {
+                first..(first..cols.len()).take_while(full).last().unwrap_or(first) + 1
             }
+            _ => 0..0,
+        };
+        PlaneMax {
+            g,
+            rows,
+            cols,
+            pairs,
         }
-        for ((c, kc), o) in cols.iter().enumerate().zip(out.iter_mut()) {
-            if kc.is_empty() {
+    }
+
+    /// The maxima of plane `x` into `y`; `down` is scratch a row long.
+    pub(super) fn apply<T: PartialOrd + Copy>(&self, x: &[T], y: &mut [T], down: &mut Vec<T>) {
+        let g = self.g;
+        let (iw, ow) = (g.image[1], g.grid[1]);
+        let Some(first) = x.get(..iw).filter(|_| iw > 0) else {
+            return;
+        };
+        down.clear();
+        down.extend_from_slice(first);
+        let image_row = |kr: usize, r: usize| {
+            let y = (r * g.strides[0]) as isize - g.pad_begin[0] + (kr * g.dilations[0]) as isize;
+            &x[y as usize * iw..(y as usize + 1) * iw]
+        };
+        let pb = g.pad_begin[1];
+        for ((r, rows), out) in self.rows.iter().enumerate().zip(y.chunks_mut(ow.max(1))) {
+            if rows.is_empty() {
                 continue;
             }
-            let c0 = (c * g.strides[1]) as isize - g.pad_begin[1];
-            let at = |k: usize| (c0 + (k * g.dilations[1]) as isize) as usize;
-            let mut max = down[at(kc.start)];
-            for k in kc.start + 1..kc.end {
-                if down[at(k)] > max {
-                    max = down[at(k)];
+            down.copy_from_slice(image_row(rows.start, r));
+            for kr in rows.start + 1..rows.end {
+                for (m, &v) in down.iter_mut().zip(image_row(kr, r)) {
+                    // A select, not a conditional store, so that the loop vectorises.
+                    *m = if v > *m { v } else { *m };
                 }
             }
-            *o = max;
+            let pairs = &self.pairs;
+            if !pairs.is_empty() {
+                let from = (2 * pairs.start) as isize - pb;
+                let src = &down[from as usize..][..2 * pairs.len()];
+                for (o, p) in out[pairs.clone()].iter_mut().zip(src.chunks_exact(2)) {
+                    *o = if p[1] > p[0] { p[1] } else { p[0] };
+                }
+            }
+            for c in (0..pairs.start).chain(pairs.end..ow) {
+                let kc = &self.cols[c];
+                if kc.is_empty() {
+                    continue;
+                }
+                let c0 = (c * g.strides[1]) as isize - pb;
+                let at = |k: usize| (c0 + (k * g.dilations[1]) as isize) as usize;
+                let mut max = down[at(kc.start)];
+                for k in kc.start + 1..kc.end {
+                    if down[at(k)] > max {
+                        max = down[at(k)];
+                    }
+                }
+                out[c] = max;
+            }
         }
     }
 }
