@@ -73,6 +73,7 @@ impl CostCurve {
                 _ => unique.push(s),
             }
         }
+        monotone(&mut unique);
         let overhead = intercept(&unique).clamp(0.0, unique[0].compute);
         Ok(CostCurve {
             samples: unique,
@@ -96,6 +97,7 @@ impl CostCurve {
             }
             _ => self.samples.insert(at, run),
         }
+        monotone(&mut self.samples);
         self.overhead = intercept(&self.samples).clamp(0.0, self.samples[0].compute);
     }
 
@@ -165,6 +167,34 @@ impl CostCurve {
             transfer: p.upload + p.download,
             overhead,
             compute: p.compute - overhead,
+        }
+    }
+}
+
+/// Makes each stage's time non-decreasing in the batch size, by the closest such fit
+/// (pool adjacent violators, least squares): a larger batch never runs faster, and a
+/// measurement that says so is noise, which would otherwise send the routing the wrong
+/// way between the two points.
+fn monotone(samples: &mut [Sample]) {
+    let stages: [fn(&mut Sample) -> &mut f64; 3] =
+        [|s| &mut s.upload, |s| &mut s.compute, |s| &mut s.download];
+    for stage in stages {
+        // Blocks of pooled points: (mean, count).
+        let mut blocks: Vec<(f64, usize)> = Vec::with_capacity(samples.len());
+        for s in samples.iter_mut() {
+            blocks.push((*stage(s), 1));
+            while let [.., (m0, n0), (m1, n1)] = blocks[..] {
+                if m0 <= m1 {
+                    break;
+                }
+                let n = n0 + n1;
+                blocks.truncate(blocks.len() - 2);
+                blocks.push(((m0 * n0 as f64 + m1 * n1 as f64) / n as f64, n));
+            }
+        }
+        let fitted = blocks.iter().flat_map(|&(m, n)| std::iter::repeat_n(m, n));
+        for (s, v) in samples.iter_mut().zip(fitted) {
+            *stage(s) = v;
         }
     }
 }
@@ -360,5 +390,39 @@ mod tests {
         assert!(CostCurve::new(vec![bad(0, 1.0)]).is_err());
         assert!(CostCurve::new(vec![bad(1, f64::NAN)]).is_err());
         assert!(CostCurve::new(vec![bad(1, -1.0)]).is_err());
+    }
+
+    #[test]
+    fn a_noisy_calibration_fits_a_monotone_curve() {
+        let at = |batch, compute| Sample {
+            batch,
+            upload: 0.0,
+            compute,
+            download: 0.0,
+        };
+        // Batch 1 read during a slow spell, batch 8 during a fast one.
+        let mut c = CostCurve::new(vec![
+            at(1, 0.132e-3),
+            at(2, 0.100e-3),
+            at(4, 0.200e-3),
+            at(8, 0.150e-3),
+            at(16, 0.400e-3),
+        ])
+        .unwrap();
+        let fitted: Vec<f64> = c.samples().iter().map(|s| s.compute).collect();
+        let want = [0.116e-3, 0.116e-3, 0.175e-3, 0.175e-3, 0.400e-3];
+        for (f, w) in fitted.iter().zip(want) {
+            assert!((f - w).abs() < 1e-12, "{fitted:?}");
+        }
+        // A faster observed run is pooled in too, never leaving a dip.
+        c.observe(at(16, 0.1e-3), 1.0);
+        let fitted: Vec<f64> = c.samples().iter().map(|s| s.compute).collect();
+        assert!(fitted.windows(2).all(|w| w[0] <= w[1]), "{fitted:?}");
+        // A curve that already rises is left as measured.
+        assert_eq!(
+            cpu().samples(),
+            CostCurve::new(cpu().samples().to_vec()).unwrap().samples()
+        );
+        assert!((cpu().latency(2) - (1e-4 + 4e-3)).abs() < 1e-12);
     }
 }

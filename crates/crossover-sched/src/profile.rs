@@ -2,22 +2,31 @@
 //! on-disk cache that keeps it across sessions.
 //!
 //! Each batch size runs once to warm up, then until it has both [`MIN_RUNS`] runs and
-//! [`MIN_TIME`] of them (at most [`MAX_RUNS`]); the median of each stage is the sample.
-//! Doubling stops at the largest batch the caller allows, when the next batch would not
+//! [`MIN_TIME`] of them (at most [`MAX_RUNS`]). Batch sizes whose runs are short are
+//! measured again in [`ROUNDS`] interleaved rounds, so that a slow spell of a shared
+//! machine falls on all of them alike instead of bending the curve at one; the median of
+//! each stage over all rounds is the sample. Doubling stops at the largest batch the caller allows, when the next batch would not
 //! fit the device's free memory, when a run fails for want of memory, or when the time
 //! budget is spent.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crossover_core::{invalid, DeviceId, DeviceInfo, Error, ErrorKind, Executable, Result, Tensor};
+use crossover_core::{
+    invalid, DeviceId, DeviceInfo, Error, ErrorKind, Executable, Result, StageTimings, Tensor,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::curve::{CostCurve, Sample};
 
 const MIN_RUNS: usize = 3;
-const MAX_RUNS: usize = 15;
-const MIN_TIME: Duration = Duration::from_millis(100);
+const MAX_RUNS: usize = 200;
+/// Measuring time per round: a 50 µs model gets about 400 runs over all rounds.
+const MIN_TIME: Duration = Duration::from_millis(20);
+/// Rounds over the batch sizes whose first round took at most [`SHORT_ROUND`]; longer
+/// runs average the machine's noise out within one round.
+const ROUNDS: usize = 5;
+const SHORT_ROUND: Duration = Duration::from_millis(100);
 
 /// A model's measured cost and footprint on one device.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,7 +108,9 @@ pub fn calibrate(
         .take_while(|b| *b <= options.max_batch.max(1))
         .collect();
     let weights = exec.memory().weights;
-    let mut samples = Vec::new();
+    // Per batch size measured: its inputs, its runs' stage times so far, and whether it
+    // is short enough for more rounds.
+    let mut measured: Vec<(usize, Vec<Tensor>, Vec<StageTimings>, bool)> = Vec::new();
     let mut peaks: Vec<(usize, u64)> = Vec::new();
     let mut limited_by = format!("the largest batch tried ({})", batches[batches.len() - 1]);
     for (i, &batch) in batches.iter().enumerate() {
@@ -113,7 +124,7 @@ pub fn calibrate(
                 break;
             }
         }
-        if i > 0 && options.time_budget.is_some_and(|b| start.elapsed() >= b) {
+        if i > 0 && over_budget(options, start) {
             limited_by = format!(
                 "the time budget ({:?})",
                 options.time_budget.unwrap_or_default()
@@ -121,24 +132,38 @@ pub fn calibrate(
             break;
         }
         let inputs = inputs_for(batch)?;
-        let (sample, peak) = match measure(exec, &inputs, batch) {
-            Ok(m) => m,
+        let began = Instant::now();
+        let mut runs = Vec::new();
+        let peak = match measure(exec, &inputs, &mut runs) {
+            Ok(peak) => peak,
             Err(e) if i > 0 && out_of_memory(&e) => {
                 limited_by = format!("batch {batch} failed: {e}");
                 break;
             }
             Err(e) => return Err(e),
         };
-        samples.push(sample);
+        let short = began.elapsed() <= SHORT_ROUND;
         peaks.push((batch, peak));
         progress(&Step {
             device: device.id.clone(),
             batch,
             done: i + 1,
             planned: batches.len(),
-            sample,
+            sample: median(batch, &runs),
         });
+        measured.push((batch, inputs, runs, short));
     }
+    for _ in 1..ROUNDS {
+        for (_, inputs, runs, short) in &mut measured {
+            if *short && !over_budget(options, start) {
+                measure(exec, inputs, runs)?;
+            }
+        }
+    }
+    let samples: Vec<Sample> = measured
+        .iter()
+        .map(|(batch, _, runs, _)| median(*batch, runs))
+        .collect();
     let shapes = inputs_for(1)?.iter().map(|t| t.shape().to_vec()).collect();
     let max_batch = samples.last().map_or(1, |s| s.batch);
     Ok(Profile {
@@ -168,31 +193,39 @@ fn per_sample_bytes(peaks: &[(usize, u64)]) -> Option<u64> {
     }
 }
 
-/// Median stage times over repeated runs, after one warm-up run; and the peak bytes.
-fn measure(exec: &dyn Executable, inputs: &[Tensor], batch: usize) -> Result<(Sample, u64)> {
-    let warm = exec.run(inputs)?;
-    let mut runs = Vec::new();
-    let mut peak = warm.peak_bytes;
-    let began = Instant::now();
-    while runs.len() < MAX_RUNS && (runs.len() < MIN_RUNS || began.elapsed() < MIN_TIME) {
+fn over_budget(options: &CalibrationOptions, start: Instant) -> bool {
+    options.time_budget.is_some_and(|b| start.elapsed() >= b)
+}
+
+/// One round at one batch size: a warm-up run, then runs until there are [`MIN_RUNS`]
+/// and [`MIN_TIME`] of them (at most [`MAX_RUNS`]), appended to `runs`; the peak bytes.
+fn measure(exec: &dyn Executable, inputs: &[Tensor], runs: &mut Vec<StageTimings>) -> Result<u64> {
+    let mut peak = exec.run(inputs)?.peak_bytes;
+    let (began, before) = (Instant::now(), runs.len());
+    loop {
+        let n = runs.len() - before;
+        if n >= MAX_RUNS || (n >= MIN_RUNS && began.elapsed() >= MIN_TIME) {
+            return Ok(peak);
+        }
         let out = exec.run(inputs)?;
         peak = peak.max(out.peak_bytes);
         runs.push(out.timings);
     }
-    let median = |f: fn(&crossover_core::StageTimings) -> Duration| {
+}
+
+/// The median of each stage over `runs`.
+fn median(batch: usize, runs: &[StageTimings]) -> Sample {
+    let median = |f: fn(&StageTimings) -> Duration| {
         let mut v: Vec<f64> = runs.iter().map(|t| f(t).as_secs_f64()).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    Ok((
-        Sample {
-            batch,
-            upload: median(|t| t.upload),
-            compute: median(|t| t.compute),
-            download: median(|t| t.download),
-        },
-        peak,
-    ))
+    Sample {
+        batch,
+        upload: median(|t| t.upload),
+        compute: median(|t| t.compute),
+        download: median(|t| t.download),
+    }
 }
 
 /// Profiles on disk, one JSON file per (model, device, input shapes).
@@ -275,5 +308,78 @@ impl ProfileCache {
         std::fs::write(&tmp, json).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossover_core::{MemoryUsage, RunOutput};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Reports 1 ms + 0.1 ms per sample, three times that during a slow spell of the
+    /// machine: its first `slow_calls` runs.
+    struct Spell {
+        calls: AtomicUsize,
+        slow_calls: usize,
+    }
+
+    impl Executable for Spell {
+        fn run(&self, inputs: &[Tensor]) -> Result<RunOutput> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            let batch = inputs[0].shape()[0] as f64;
+            let ms = (1.0 + 0.1 * batch) * if call < self.slow_calls { 3.0 } else { 1.0 };
+            Ok(RunOutput {
+                outputs: vec![],
+                timings: StageTimings {
+                    compute: Duration::from_secs_f64(ms * 1e-3),
+                    ..Default::default()
+                },
+                peak_bytes: 0,
+            })
+        }
+
+        fn memory(&self) -> MemoryUsage {
+            MemoryUsage::default()
+        }
+    }
+
+    #[test]
+    fn a_slow_spell_during_one_batch_size_does_not_bend_the_curve() {
+        // The spell covers batch 1's first round (a warm-up and MAX_RUNS runs, which
+        // take no time here); the later rounds outvote it.
+        let exec = Spell {
+            calls: AtomicUsize::new(0),
+            slow_calls: 1 + MAX_RUNS,
+        };
+        let device = DeviceInfo {
+            id: DeviceId::CPU,
+            name: "test".into(),
+            memory_total: 1 << 30,
+            memory_free: 1 << 30,
+            compute_units: 1,
+        };
+        let inputs = |b: usize| Ok(vec![Tensor::from_vec(&[b], vec![0f32; b])?]);
+        let options = CalibrationOptions {
+            max_batch: 4,
+            time_budget: None,
+        };
+        let p = calibrate(&exec, &device, "m", &inputs, &options, &mut |_| {}).unwrap();
+        let got: Vec<(usize, f64)> = p
+            .samples
+            .iter()
+            .map(|s| (s.batch, s.compute * 1e3))
+            .collect();
+        for ((b, ms), want) in got.iter().zip([1.1, 1.2, 1.4]) {
+            assert!(
+                (ms - want).abs() < 1e-9,
+                "batch {b}: {ms} ms, want {want}: {got:?}"
+            );
+        }
+        // Every round ran: 3 batch sizes × ROUNDS × (a warm-up + MAX_RUNS).
+        assert_eq!(
+            exec.calls.load(Ordering::SeqCst),
+            3 * ROUNDS * (1 + MAX_RUNS)
+        );
     }
 }
