@@ -49,3 +49,174 @@ pub(crate) fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
         // SAFETY: T is f32, and `s` is borrowed mutably for the result's lifetime.
         .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), s.len()) })
 }
+
+/// `Σ a[i]·b[i]` in the vectors of `isa`.
+pub(crate) fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot product of unequal lengths");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `isa` came from `isa()`, which found the features; the lengths are equal.
+    unsafe {
+        match isa {
+            Isa::Avx512 => dot_avx512(a, b),
+            Isa::Avx2 => dot_avx2(a, b),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no {isa:?} outside x86-64")
+}
+
+/// Four independent accumulators of `$lanes` lanes hide the FMA latency; the tail past
+/// the last whole vector is summed in scalars.
+macro_rules! dot_kernel {
+    ($name:ident, $features:literal, $lanes:literal, $zero:ident, $load:ident, $fmadd:ident,
+     $add:ident, |$v:ident| $reduce:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(a: &[f32], b: &[f32]) -> f32 {
+            use std::arch::x86_64::*;
+            let n = a.len().min(b.len());
+            let (pa, pb) = (a.as_ptr(), b.as_ptr());
+            // SAFETY: every load reads `$lanes` floats below `n`.
+            unsafe {
+                let mut acc = [$zero(); 4];
+                let mut i = 0;
+                while i + 4 * $lanes <= n {
+                    for (u, s) in acc.iter_mut().enumerate() {
+                        let at = i + u * $lanes;
+                        *s = $fmadd($load(pa.add(at)), $load(pb.add(at)), *s);
+                    }
+                    i += 4 * $lanes;
+                }
+                while i + $lanes <= n {
+                    acc[0] = $fmadd($load(pa.add(i)), $load(pb.add(i)), acc[0]);
+                    i += $lanes;
+                }
+                let $v = $add($add(acc[0], acc[1]), $add(acc[2], acc[3]));
+                let mut sum: f32 = $reduce;
+                for j in i..n {
+                    sum += a[j] * b[j];
+                }
+                sum
+            }
+        }
+    };
+}
+
+dot_kernel!(
+    dot_avx512,
+    "avx512f",
+    16,
+    _mm512_setzero_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_add_ps,
+    |v| _mm512_reduce_add_ps(v)
+);
+
+dot_kernel!(
+    dot_avx2,
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_add_ps,
+    |v| {
+        let q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let h = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)))
+    }
+);
+
+/// `out[j] = Σ_p x[p]·b[p·ldb + j]` for `j < out.len()`: one row times a matrix whose
+/// rows are contiguous, each row of `b` read once and the outputs kept in registers.
+///
+/// # Safety
+/// `b` must be valid for reads of `x.len()` rows of `ldb` floats, the last `out.len()`.
+pub(crate) unsafe fn row_times_rows(
+    isa: Isa,
+    x: &[f32],
+    b: *const f32,
+    ldb: usize,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `isa` came from `isa()`; the caller vouches for `b`.
+    unsafe {
+        match isa {
+            Isa::Avx512 => rows_avx512(x, b, ldb, out),
+            Isa::Avx2 => rows_avx2(x, b, ldb, out),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no {isa:?} outside x86-64: {x:?} {b:?} {ldb} {out:?}")
+}
+
+/// Eight vectors of outputs at a time across every row of `b`, then one vector at a
+/// time, then the last columns in scalars.
+macro_rules! rows_kernel {
+    ($name:ident, $features:literal, $lanes:literal, $zero:ident, $set1:ident, $load:ident,
+     $fmadd:ident, $store:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(x: &[f32], b: *const f32, ldb: usize, out: &mut [f32]) {
+            use std::arch::x86_64::*;
+            let n = out.len();
+            let o = out.as_mut_ptr();
+            // SAFETY: loads stay below column `n` of each of the `x.len()` rows.
+            unsafe {
+                let mut j = 0;
+                while j + 8 * $lanes <= n {
+                    let mut acc = [$zero(); 8];
+                    for (p, &xp) in x.iter().enumerate() {
+                        let (xv, row) = ($set1(xp), b.add(p * ldb + j));
+                        for (u, s) in acc.iter_mut().enumerate() {
+                            *s = $fmadd(xv, $load(row.add(u * $lanes)), *s);
+                        }
+                    }
+                    for (u, s) in acc.iter().enumerate() {
+                        $store(o.add(j + u * $lanes), *s);
+                    }
+                    j += 8 * $lanes;
+                }
+                while j + $lanes <= n {
+                    let mut s = $zero();
+                    for (p, &xp) in x.iter().enumerate() {
+                        s = $fmadd($set1(xp), $load(b.add(p * ldb + j)), s);
+                    }
+                    $store(o.add(j), s);
+                    j += $lanes;
+                }
+                for jj in j..n {
+                    out[jj] = x
+                        .iter()
+                        .enumerate()
+                        .map(|(p, &xp)| xp * *b.add(p * ldb + jj))
+                        .sum();
+                }
+            }
+        }
+    };
+}
+
+rows_kernel!(
+    rows_avx512,
+    "avx512f",
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_storeu_ps
+);
+
+rows_kernel!(
+    rows_avx2,
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_storeu_ps
+);

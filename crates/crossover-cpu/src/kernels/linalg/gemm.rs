@@ -147,6 +147,9 @@ fn gemm_with<T: Real>(
     mut c: ArrayViewMut2<T>,
     parallelism: gemm::Parallelism,
 ) {
+    if one_row(alpha, a, b, beta, c.view_mut()) {
+        return;
+    }
     let (m, k) = a.dim();
     let n = b.ncols();
     let (sa, sb) = (a.strides(), b.strides());
@@ -178,6 +181,55 @@ fn gemm_with<T: Real>(
             parallelism,
         )
     }
+}
+
+/// One f32 row times B, in our vector kernels: the gemm crate's path for a single row
+/// updates the whole output in memory once per element of the row (batch 1 ran slower
+/// than batch 2 through the MLP). With B's columns contiguous (weights, transposed) each
+/// output is a dot product; with its rows contiguous (weights held in rows, as fused
+/// layers keep them) the outputs stay in registers while every row of B streams past
+/// once. Returns whether it applied.
+fn one_row<T: Real>(
+    alpha: T,
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    beta: T,
+    mut c: ArrayViewMut2<T>,
+) -> bool {
+    use crate::kernels::simd::{self, as_f32};
+    let row = a.row(0);
+    let (Some(isa), Some(x), 1) = (simd::isa(), row.as_slice().and_then(as_f32), a.nrows()) else {
+        return false;
+    };
+    let (sb, n) = (b.strides(), b.ncols());
+    let product: Vec<f32> = if sb[0] == 1 {
+        b.columns()
+            .into_iter()
+            .map(|col| {
+                simd::dot(
+                    isa,
+                    x,
+                    as_f32(col.to_slice().expect("unit stride")).expect("f32"),
+                )
+            })
+            .collect()
+    } else if sb[1] == 1 && sb[0] >= n as isize {
+        let mut out = vec![0.0; n];
+        // SAFETY: B is a view of `x.len()` rows `sb[0]` apart, each `n` contiguous floats.
+        unsafe { simd::row_times_rows(isa, x, b.as_ptr().cast(), sb[0] as usize, &mut out) };
+        out
+    } else {
+        return false;
+    };
+    for (out, d) in c.row_mut(0).into_iter().zip(product) {
+        let d = T::from_f32(d).expect("T is f32 like A");
+        *out = if beta == T::zero() {
+            alpha * d
+        } else {
+            alpha * d + beta * *out
+        };
+    }
+    true
 }
 
 /// An element the integer product accumulates in, with two's-complement wrap-around
@@ -349,6 +401,8 @@ mod tests {
     fn few_row_products_match_a_plain_sum() {
         for &(m, k, n) in &[
             (1, 7, 5),
+            (1, 37, 33),
+            (1, 784, 512),
             (2, 784, 512),
             (3, 300, 1000),
             (5, 3, 257),
@@ -357,11 +411,17 @@ mod tests {
         ] {
             let a = Array2::from_shape_fn((k, m), |(i, j)| ((i * 7 + j * 3) % 13) as f32 - 6.0);
             let a = a.t();
-            let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 11) as f32 * 0.25 - 1.0);
+            let value = |i: usize, j: usize| ((i * 5 + j) % 11) as f32 * 0.25 - 1.0;
+            let b = Array2::from_shape_fn((k, n), |(i, j)| value(i, j));
+            // The same B with contiguous columns, as a layer's weights (transB) give it.
+            let bt = Array2::from_shape_fn((n, k), |(j, i)| value(i, j));
             let c0 = Array2::from_shape_fn((m, n), |(i, j)| (i + j) as f32 * 0.5);
-            for (alpha, beta) in [(1.0f32, 0.0f32), (0.5, 1.0), (2.0, -1.5)] {
+            let cases = [(1.0f32, 0.0f32), (0.5, 1.0), (2.0, -1.5)]
+                .into_iter()
+                .flat_map(|ab| [(ab, b.view()), (ab, bt.t())]);
+            for ((alpha, beta), b) in cases {
                 let mut c = c0.clone();
-                gemm(alpha, a, b.view(), beta, c.view_mut()).unwrap();
+                gemm(alpha, a, b, beta, c.view_mut()).unwrap();
                 for i in 0..m {
                     for j in 0..n {
                         let dot: f64 = (0..k).map(|p| a[[i, p]] as f64 * b[[p, j]] as f64).sum();
