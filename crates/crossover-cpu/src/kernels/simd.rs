@@ -36,16 +36,21 @@ pub fn isa() -> Option<Isa> {
     None
 }
 
-/// `s` as f32s, when `T` is f32 (generic kernels hand their f32 case to a vector one).
+/// Whether `T` is f32 (generic kernels hand their f32 case to a vector one).
+pub(crate) fn is_f32<T: 'static>() -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+}
+
+/// `s` as f32s, when `T` is f32.
 pub(crate) fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+    is_f32::<T>()
         // SAFETY: T is f32.
         .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), s.len()) })
 }
 
 /// [`as_f32`] for a mutable slice.
 pub(crate) fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+    is_f32::<T>()
         // SAFETY: T is f32, and `s` is borrowed mutably for the result's lifetime.
         .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast(), s.len()) })
 }
@@ -149,7 +154,10 @@ pub(crate) unsafe fn row_times_rows(
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no {isa:?} outside x86-64: {x:?} {b:?} {ldb} {out:?}")
+    {
+        let _ = (x, b, ldb, out);
+        unreachable!("no {isa:?} outside x86-64")
+    }
 }
 
 /// Eight vectors of outputs at a time across every row of `b`, then one vector at a
