@@ -108,9 +108,9 @@ pub fn calibrate(
         .take_while(|b| *b <= options.max_batch.max(1))
         .collect();
     let weights = exec.memory().weights;
-    // Per batch size measured: its inputs, its runs' stage times so far, and whether it
-    // is short enough for more rounds.
-    let mut measured: Vec<(usize, Vec<Tensor>, Vec<StageTimings>, bool)> = Vec::new();
+    // Per batch size measured: its runs' stage times so far, and its inputs while it is
+    // short enough for more rounds.
+    let mut measured: Vec<(usize, Vec<StageTimings>, Option<Vec<Tensor>>)> = Vec::new();
     let mut peaks: Vec<(usize, u64)> = Vec::new();
     let mut limited_by = format!("the largest batch tried ({})", batches[batches.len() - 1]);
     for (i, &batch) in batches.iter().enumerate() {
@@ -151,18 +151,18 @@ pub fn calibrate(
             planned: batches.len(),
             sample: median(batch, &runs),
         });
-        measured.push((batch, inputs, runs, short));
+        measured.push((batch, runs, short.then_some(inputs)));
     }
     for _ in 1..ROUNDS {
-        for (_, inputs, runs, short) in &mut measured {
-            if *short && !over_budget(options, start) {
+        for (_, runs, inputs) in &mut measured {
+            if let Some(inputs) = inputs.as_deref().filter(|_| !over_budget(options, start)) {
                 measure(exec, inputs, runs)?;
             }
         }
     }
     let samples: Vec<Sample> = measured
         .iter()
-        .map(|(batch, _, runs, _)| median(*batch, runs))
+        .map(|(batch, runs, _)| median(*batch, runs))
         .collect();
     let shapes = inputs_for(1)?.iter().map(|t| t.shape().to_vec()).collect();
     let max_batch = samples.last().map_or(1, |s| s.batch);
