@@ -11,6 +11,7 @@ use crossover_core::{
 
 use crate::fuse::{self, Fusion};
 use crate::kernels;
+use crate::workers::Workers;
 
 enum Work {
     Node(usize),
@@ -35,7 +36,7 @@ impl Step {
 pub struct CpuExecutable {
     graph: Arc<Graph>,
     plan: Plan,
-    pool: rayon::ThreadPool,
+    workers: Workers,
     weights: u64,
 }
 
@@ -245,20 +246,12 @@ impl CpuExecutable {
     pub fn new(graph: Arc<Graph>, options: &CompileOptions) -> Result<Self> {
         keep_freed_buffers();
         let plan = Plan::new(&graph)?;
-        let mut builder =
-            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("crossover-cpu-{i}"));
-        if let Some(t) = options.threads {
-            builder = builder.num_threads(t);
-        }
-        let pool = builder.build().map_err(|e| Error::Device {
-            device: "cpu".into(),
-            message: e.to_string(),
-        })?;
+        let workers = Workers::new(options.threads)?;
         let weights = graph.constants.values().map(|t| t.nbytes() as u64).sum();
         Ok(CpuExecutable {
             graph,
             plan,
-            pool,
+            workers,
             weights,
         })
     }
@@ -269,8 +262,8 @@ impl Executable for CpuExecutable {
         self.graph.check_inputs(inputs)?;
         let start = Instant::now();
         let (outputs, peak) = self
-            .pool
-            .install(|| self.plan.execute(&self.graph, inputs, &[]))?;
+            .workers
+            .run(|| self.plan.execute(&self.graph, inputs, &[]))?;
         let timings = StageTimings {
             compute: start.elapsed(),
             ..Default::default()

@@ -27,7 +27,9 @@ use crate::kernels::broadcast::{broadcast_shapes, view_as};
 use crate::kernels::conv::{conv_with, Epilogue};
 use crate::kernels::elementwise::num::erf_f32;
 use crate::kernels::linalg::gemm::gemm;
+use crate::kernels::linalg::packed::{self, PackedWeights};
 use crate::kernels::nn::softmax_row_f32;
+use crate::kernels::simd;
 
 /// What runs on the product after its bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,14 +41,41 @@ pub(crate) enum Activation {
 
 /// `activation(x · weight + bias)` over the last axis of `x`.
 pub(crate) struct Linear {
-    /// `[K, N]`, standard layout; `Gemm`'s alpha and transB are folded in.
-    weight: Array2<f32>,
-    bias: Option<Vec<f32>>,
+    weights: Weights,
     activation: Activation,
     /// `Gemm` takes only matrices; `MatMul` takes any rank.
     matrix_only: bool,
     /// The op the chain starts with, for errors.
     op: &'static str,
+}
+
+/// A [`Linear`]'s weight (`[K, N]`; `Gemm`'s alpha and transB folded in) and bias.
+enum Weights {
+    /// In our micro-kernels' layout, where this CPU has the vector ISA they need.
+    Packed(PackedWeights),
+    /// In rows, for the `gemm` crate.
+    Rows {
+        weight: Array2<f32>,
+        bias: Option<Vec<f32>>,
+    },
+}
+
+impl Weights {
+    fn new(weight: Array2<f32>, bias: Option<Vec<f32>>) -> Weights {
+        let (k, n) = weight.dim();
+        let w = weight.as_slice().expect("weights are held in rows");
+        match PackedWeights::new(simd::isa(), w, k, n, bias.as_deref()) {
+            Some(p) => Weights::Packed(p),
+            None => Weights::Rows { weight, bias },
+        }
+    }
+
+    fn dim(&self) -> (usize, usize) {
+        match self {
+            Weights::Packed(p) => (p.k(), p.n()),
+            Weights::Rows { weight, .. } => weight.dim(),
+        }
+    }
 }
 
 /// `max_pool(activation(conv(x, weight) + bias))`, a batch normalisation folded into
@@ -269,8 +298,7 @@ fn linear_chain(graph: &Graph, readers: &Readers, head: usize) -> Option<Fusion>
     }
     Some(Fusion {
         kernel: Kernel::Linear(Linear {
-            weight,
-            bias,
+            weights: Weights::new(weight, bias),
             activation,
             matrix_only,
             op,
@@ -583,7 +611,7 @@ impl Linear {
                 x.dtype()
             )
         })?;
-        let (k, n) = self.weight.dim();
+        let (k, n) = self.weights.dim();
         let shape = x.shape();
         if (self.matrix_only && shape.len() != 2) || shape.is_empty() || shape[shape.len() - 1] != k
         {
@@ -593,37 +621,60 @@ impl Linear {
             )));
         }
         let x = x.as_standard_layout();
+        let x = x.as_slice().expect("standard layout");
         let m = x.len() / k.max(1);
         let mut out_shape = shape[..shape.len() - 1].to_vec();
         out_shape.push(n);
-        let mut y = match &self.bias {
-            Some(b) => b.repeat(m),
-            None => vec![0.0; m * n],
+        let relu = self.activation == Activation::Relu;
+        let y = match &self.weights {
+            Weights::Packed(p) => {
+                let mut y = packed::output(m * n);
+                p.apply(x, m, relu, &mut y);
+                // SAFETY: `apply` writes every element.
+                unsafe { packed::assume_init(y) }
+            }
+            Weights::Rows { weight, bias } => {
+                let mut y = match bias {
+                    Some(b) => b.repeat(m),
+                    None => vec![0.0; m * n],
+                };
+                let a =
+                    ArrayView2::from_shape((m, k), x).map_err(|e| invalid!("{}: {e}", self.op))?;
+                let c = ndarray::ArrayViewMut2::from_shape((m, n), &mut y)
+                    .map_err(|e| invalid!("{}: {e}", self.op))?;
+                let beta = if bias.is_some() { 1.0 } else { 0.0 };
+                gemm(1.0, a, weight.view(), beta, c)?;
+                if relu {
+                    each(&mut y, |c| c.iter_mut().for_each(|v| *v = v.max(0.0)));
+                }
+                y
+            }
         };
-        let a = ArrayView2::from_shape((m, k), x.as_slice().expect("standard layout"))
-            .map_err(|e| invalid!("{}: {e}", self.op))?;
-        let c = ndarray::ArrayViewMut2::from_shape((m, n), &mut y)
-            .map_err(|e| invalid!("{}: {e}", self.op))?;
-        let beta = if self.bias.is_some() { 1.0 } else { 0.0 };
-        gemm(1.0, a, self.weight.view(), beta, c)?;
-        match self.activation {
-            Activation::Identity => {}
-            Activation::Relu => each(&mut y, |v| v.max(0.0)),
-            Activation::Gelu => each(&mut y, gelu),
+        let mut y = y;
+        if self.activation == Activation::Gelu {
+            each(&mut y, gelu_in_place);
         }
         Tensor::from_vec(&out_shape, y)
     }
 }
 
 /// GELU with erf, as `Gelu` (approximate "none") defines it.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+simd::widest! {
+    /// GELU on every element, vectorised at the CPU's widest ISA.
+    fn gelu_in_place(y: &mut [f32]) {
+        y.iter_mut().for_each(|v| *v = gelu(*v));
+    }
+}
+
 /// `f` on every element, in parallel chunks for large outputs.
-fn each(y: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+fn each(y: &mut [f32], f: impl Fn(&mut [f32]) + Sync) {
     const CHUNK: usize = 1 << 14;
-    let apply = |c: &mut [f32]| c.iter_mut().for_each(|v| *v = f(*v));
+    let apply = |c: &mut [f32]| f(c);
     if y.len() > CHUNK {
         y.par_chunks_mut(CHUNK).for_each(apply);
     } else {
@@ -769,11 +820,14 @@ mod tests {
         let found = find(&g);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].activation(), Activation::Relu);
-        // Held in rows: a column-major weight sends every product through packing.
+        // Held in rows (or packed from them): a column-major weight sends every
+        // product through the gemm crate's packing.
         let Kernel::Linear(l) = &found[0].kernel else {
             panic!("a Gemm chain is a Linear step");
         };
-        assert!(l.weight.is_standard_layout());
+        if let Weights::Rows { weight, .. } = &l.weights {
+            assert!(weight.is_standard_layout());
+        }
         let plan = Plan::new(&g).unwrap();
         for rows in [1, 7] {
             let x = [t(&[rows, 6], 7)];

@@ -4,6 +4,7 @@
 mod executor;
 mod fuse;
 pub mod kernels;
+mod workers;
 
 use std::sync::Arc;
 

@@ -36,6 +36,72 @@ pub fn isa() -> Option<Isa> {
     None
 }
 
+/// Defines a function whose body is compiled three times, for AVX-512, for AVX2+FMA and
+/// for baseline x86-64, and picks one by [`isa`] at each call: plain loops in it
+/// vectorise at the CPU's width instead of SSE2's 4 lanes. The body is forced inline
+/// into each copy; a closure handed to a trampoline is not, and stays SSE2.
+macro_rules! widest {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+     $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                use $crate::kernels::simd::{isa, Isa};
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                // SAFETY: `isa()` found the features each copy is compiled for.
+                match isa() {
+                    Some(Isa::Avx512) => return unsafe { avx512($($arg),*) },
+                    Some(Isa::Avx2) => return unsafe { avx2($($arg),*) },
+                    None => {}
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use widest;
+
+/// Stores the first `n` (at most 16) lanes of `v` at `dst`: a tile's last columns.
+///
+/// # Safety
+/// AVX-512F must be present; `dst` must be valid for `n` writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn store_first_avx512(dst: *mut f32, n: usize, v: std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    // SAFETY: the mask covers the `n` lanes the caller vouches for.
+    unsafe { _mm512_mask_storeu_ps(dst, (u32::MAX >> (32 - n)) as u16, v) }
+}
+
+/// [`store_first_avx512`] for 8 lanes of AVX2.
+///
+/// # Safety
+/// AVX2 must be present; `dst` must be valid for `n` (at most 8) writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn store_first_avx2(dst: *mut f32, n: usize, v: std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    // SAFETY: lanes at or past `n` are masked off.
+    unsafe {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(
+            dst,
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane),
+            v,
+        )
+    }
+}
+
 /// Whether `T` is f32 (generic kernels hand their f32 case to a vector one).
 pub(crate) fn is_f32<T: 'static>() -> bool {
     std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()

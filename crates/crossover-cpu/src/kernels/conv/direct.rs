@@ -209,7 +209,7 @@ tiles!(
     _mm512_loadu_ps,
     _mm512_fmadd_ps,
     _mm512_max_ps,
-    |dst, n, v| _mm512_mask_storeu_ps(dst, (u32::MAX >> (32 - n)) as u16, v)
+    |dst, n, v| crate::kernels::simd::store_first_avx512(dst, n, v)
 );
 
 tiles!(
@@ -221,14 +221,7 @@ tiles!(
     _mm256_loadu_ps,
     _mm256_fmadd_ps,
     _mm256_max_ps,
-    |dst, n, v| _mm256_maskstore_ps(
-        dst,
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
-        ),
-        v
-    )
+    |dst, n, v| crate::kernels::simd::store_first_avx2(dst, n, v)
 );
 
 /// `conv_with` by direct convolution: `y` is `n` images × `groups·mg` channels of the

@@ -2,6 +2,7 @@
 
 mod einsum;
 pub(crate) mod gemm;
+pub(crate) mod packed;
 
 use crossover_core::op::LinalgOp;
 use crossover_core::{invalid, DType, Error, Result, Tensor};

@@ -5,6 +5,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use rayon::prelude::*;
 
 use super::{arr, broadcast_flat, cf, flat, out, parallel, Real};
+use crate::kernels::simd;
 use crate::kernels::util::{norm_axes, norm_axis};
 use crate::kernels::Inputs;
 
@@ -29,6 +30,58 @@ fn moments<F: Real>(x: &[F]) -> (F, F) {
     let mean = x.iter().copied().sum::<F>() / n;
     let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<F>() / n;
     (mean, var)
+}
+
+simd::widest! {
+    /// One f32 row of LayerNormalization (RMSNormalization with `rms`: no mean) in place;
+    /// returns its mean and 1/σ. Sums in 16 lanes, so that the loops vectorise (a single
+    /// running f32 sum cannot be reordered).
+    fn layer_norm_row_f32(
+        row: &mut [f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        eps: f32,
+        rms: bool,
+    ) -> (f32, f32) {
+        const L: usize = 16;
+        let n = row.len().max(1) as f32;
+        let mut lanes = [0.0f32; L];
+        let mut chunks = row.chunks_exact(L);
+        for c in &mut chunks {
+            for (s, &v) in lanes.iter_mut().zip(c) {
+                *s += v;
+            }
+        }
+        let sum = chunks.remainder().iter().sum::<f32>() + lanes.iter().sum::<f32>();
+        let mean = if rms { 0.0 } else { sum / n };
+        let mut lanes = [0.0f32; L];
+        let mut chunks = row.chunks_exact(L);
+        for c in &mut chunks {
+            for (s, &v) in lanes.iter_mut().zip(c) {
+                *s += (v - mean) * (v - mean);
+            }
+        }
+        let squares = chunks
+            .remainder()
+            .iter()
+            .map(|&v| (v - mean) * (v - mean))
+            .sum::<f32>()
+            + lanes.iter().sum::<f32>();
+        let inv = 1.0 / (squares / n + eps).sqrt();
+        match b {
+            Some(b) => {
+                for ((v, &w), &b) in row.iter_mut().zip(w).zip(b) {
+                    *v = (*v - mean) * inv * w + b;
+                }
+            }
+            None => {
+                for (v, &w) in row.iter_mut().zip(w) {
+                    *v = (*v - mean) * inv * w;
+                }
+            }
+        }
+        (mean, inv)
+    }
 }
 
 /// LayerNormalization (or RMSNormalization when `rms`): statistics over `dims[axis..]`.
@@ -57,6 +110,12 @@ pub(crate) fn layer_norm<F: Real>(
     let eps = cf::<F>(eps);
     if cols > 0 {
         let run = |(row, st): (&mut [F], &mut (F, F))| {
+            if let (Some(r), Some(w)) = (simd::as_f32_mut(row), simd::as_f32(&w[..])) {
+                let b = b.as_ref().and_then(|b| simd::as_f32(&b[..]));
+                let (mean, inv) = layer_norm_row_f32(r, w, b, eps.to_f32().unwrap_or(0.0), rms);
+                *st = (cf(mean as f64), cf(inv as f64));
+                return;
+            }
             let (mean, var) = if rms {
                 let n = cf::<F>(cols as f64);
                 (F::zero(), row.iter().map(|&v| v * v).sum::<F>() / n)

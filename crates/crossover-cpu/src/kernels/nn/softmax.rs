@@ -111,38 +111,41 @@ fn lane<F: Real>(buf: &mut [F], start: usize, stride: usize, n: usize, kind: Kin
     }
 }
 
-/// Softmax of one contiguous f32 row in place, in loops the compiler vectorises: lane-wise
-/// partial maxima and sums instead of one running value each, and a branch-free `exp`.
-pub(crate) fn softmax_row_f32(row: &mut [f32]) {
-    const L: usize = 16;
-    let above = |a: f32, b: f32| if b > a { b } else { a };
-    let mut lanes = [f32::NEG_INFINITY; L];
-    let mut chunks = row.chunks_exact(L);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = above(*m, v);
+crate::kernels::simd::widest! {
+    /// Softmax of one contiguous f32 row in place, in loops the compiler vectorises (at
+    /// the CPU's widest ISA): lane-wise partial maxima and sums instead of one running
+    /// value each, and a branch-free `exp`.
+    pub(crate) fn softmax_row_f32(row: &mut [f32]) {
+        const L: usize = 16;
+        let above = |a: f32, b: f32| if b > a { b } else { a };
+        let mut lanes = [f32::NEG_INFINITY; L];
+        let mut chunks = row.chunks_exact(L);
+        for c in &mut chunks {
+            for (m, &v) in lanes.iter_mut().zip(c) {
+                *m = above(*m, v);
+            }
         }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |a, &b| above(a, b));
-    let mut sums = [0.0f32; L];
-    let mut chunks = row.chunks_exact_mut(L);
-    for c in &mut chunks {
-        for (s, v) in sums.iter_mut().zip(c) {
+        let max = chunks
+            .remainder()
+            .iter()
+            .chain(&lanes)
+            .fold(f32::NEG_INFINITY, |a, &b| above(a, b));
+        let mut sums = [0.0f32; L];
+        let mut chunks = row.chunks_exact_mut(L);
+        for c in &mut chunks {
+            for (s, v) in sums.iter_mut().zip(c) {
+                *v = exp_f32(*v - max);
+                *s += *v;
+            }
+        }
+        let mut sum: f32 = sums.iter().sum();
+        for v in chunks.into_remainder() {
             *v = exp_f32(*v - max);
-            *s += *v;
+            sum += *v;
         }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
     }
-    let mut sum: f32 = sums.iter().sum();
-    for v in chunks.into_remainder() {
-        *v = exp_f32(*v - max);
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
 }
 
 #[cfg(test)]

@@ -1,0 +1,451 @@
+//! `x · W + bias` for a constant f32 `W`, packed once into the layout our micro-kernels
+//! read. The `gemm` crate repacks both operands on every call (a fifth of the encoder's
+//! time at batch 1); here only the activations are packed, into blocks of [`Shape::mr`]
+//! rows, and each tile of `mr` rows × two vectors of columns keeps its sums in registers
+//! from the bias to the activation at the store.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use crate::kernels::simd::Isa;
+
+/// Rows up to which a product streams the weights once, each thread over a fixed range
+/// of panels, so that every core finds its part of `W` in its own cache run after run.
+const FEW_ROWS: usize = 16;
+/// Row blocks a task takes: their packed rows stay in L2 while the panels stream by.
+const BLOCKS_PER_TASK: usize = 8;
+/// Panels a task takes.
+const PANELS_PER_TASK: usize = 4;
+/// Multiply-adds below which a product stays on one thread.
+const PARALLEL_MADDS: usize = 1 << 18;
+
+/// A tile's rows and vectors of columns, per instruction set.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// Rows of a full tile.
+    mr: usize,
+    /// Columns of a panel: two vectors.
+    nr: usize,
+}
+
+impl Shape {
+    fn of(isa: Isa) -> Shape {
+        match isa {
+            // 12×2 accumulators, 2 of the panel, 1 broadcast: 27 of 32 registers.
+            Isa::Avx512 => Shape { mr: 12, nr: 32 },
+            // 6×2 accumulators, 2 of the panel, 1 broadcast: 15 of 16 registers.
+            Isa::Avx2 => Shape { mr: 6, nr: 16 },
+        }
+    }
+}
+
+/// A `[K, N]` matrix as `⌈N/nr⌉` panels of `K × nr` (the last zero-padded), with its
+/// bias padded the same way.
+pub(crate) struct PackedWeights {
+    isa: Isa,
+    shape: Shape,
+    k: usize,
+    n: usize,
+    panels: Vec<Line>,
+    bias: Option<Vec<f32>>,
+}
+
+/// One cache line of f32s: panels aligned to lines, so no vector load splits two.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+impl PackedWeights {
+    /// Packs row-major `w` (`k × n`) and an optional bias of `n`, where this CPU has a
+    /// vector ISA our kernels use.
+    pub(crate) fn new(
+        isa: Option<Isa>,
+        w: &[f32],
+        k: usize,
+        n: usize,
+        bias: Option<&[f32]>,
+    ) -> Option<PackedWeights> {
+        let isa = isa?;
+        assert_eq!(w.len(), k * n, "weights of {k}x{n}");
+        let shape = Shape::of(isa);
+        let nr = shape.nr;
+        let count = n.div_ceil(nr);
+        // nr is a multiple of 16, so every panel row starts a line.
+        let mut panels = vec![Line([0.0; 16]); count * k * nr / 16];
+        let flat = lines_mut(&mut panels);
+        for (j, panel) in flat.chunks_mut(k * nr).enumerate() {
+            let (j0, cols) = (j * nr, nr.min(n - j * nr));
+            for (p, row) in panel.chunks_mut(nr).enumerate() {
+                row[..cols].copy_from_slice(&w[p * n + j0..p * n + j0 + cols]);
+            }
+        }
+        let bias = bias.map(|b| {
+            assert_eq!(b.len(), n, "bias of {n}");
+            let mut padded = vec![0.0; count * nr];
+            padded[..n].copy_from_slice(b);
+            padded
+        });
+        Some(PackedWeights {
+            isa,
+            shape,
+            k,
+            n,
+            panels,
+            bias,
+        })
+    }
+
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `y = x · W + bias`, Relu'd with `relu`, for `m` row-major rows of `x` into `y`'s
+    /// `m × n`, every element of which it writes (so `y` need not be initialised).
+    pub(crate) fn apply(&self, x: &[f32], m: usize, relu: bool, y: &mut [MaybeUninit<f32>]) {
+        let (k, n, Shape { mr, nr }) = (self.k, self.n, self.shape);
+        assert_eq!(x.len(), m * k, "{m} rows of {k}");
+        assert_eq!(y.len(), m * n, "{m} rows of {n}");
+        if m == 0 || n == 0 {
+            return;
+        }
+        let packed = self.pack_rows(x, m);
+        let panels = n.div_ceil(nr);
+        let blocks = m.div_ceil(mr);
+        let out = Out(y.as_mut_ptr().cast());
+        // One task: row blocks × panels. Tasks write disjoint tiles of `y`.
+        let task = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
+            for j in cols {
+                for b in rows.clone() {
+                    self.tile(&packed, m, b, j, relu, &out);
+                }
+            }
+        };
+        let threads = rayon::current_num_threads();
+        if threads == 1 || m * k * n < PARALLEL_MADDS {
+            task(0..blocks, 0..panels);
+        } else if m <= FEW_ROWS {
+            rayon::broadcast(|ctx| {
+                let (t, of) = (ctx.index(), ctx.num_threads());
+                task(0..blocks, panels * t / of..panels * (t + 1) / of);
+            });
+        } else {
+            let row_tasks = blocks.div_ceil(BLOCKS_PER_TASK);
+            let per = blocks.div_ceil(row_tasks);
+            let col_tasks = panels.div_ceil(PANELS_PER_TASK);
+            (0..row_tasks * col_tasks).into_par_iter().for_each(|t| {
+                let (r, c) = (t / col_tasks, t % col_tasks);
+                let c0 = c * PANELS_PER_TASK;
+                task(
+                    r * per..((r + 1) * per).min(blocks),
+                    c0..(c0 + PANELS_PER_TASK).min(panels),
+                );
+            });
+        }
+    }
+
+    /// `x`'s rows in blocks of `mr`, each `k × rows` column-interleaved, so that a tile
+    /// reads its rows' values at one step of `k` from one place. The last block holds
+    /// the `m % mr` rows left, if any.
+    fn pack_rows(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (k, mr) = (self.k, self.shape.mr);
+        let mut packed = vec![0.0; m * k];
+        let pack = |(b, block): (usize, &mut [f32])| {
+            let rows = block.len() / k.max(1);
+            for r in 0..rows {
+                let src = &x[(b * mr + r) * k..(b * mr + r + 1) * k];
+                for (p, &v) in src.iter().enumerate() {
+                    block[p * rows + r] = v;
+                }
+            }
+        };
+        if m * k >= PARALLEL_MADDS / 4 && rayon::current_num_threads() > 1 {
+            packed.par_chunks_mut(mr * k).enumerate().for_each(pack);
+        } else {
+            packed.chunks_mut(mr * k).enumerate().for_each(pack);
+        }
+        packed
+    }
+
+    /// Row block `b` × panel `j` of the product.
+    fn tile(&self, packed: &[f32], m: usize, b: usize, j: usize, relu: bool, out: &Out) {
+        let (k, n, Shape { mr, nr }) = (self.k, self.n, self.shape);
+        let rows = mr.min(m - b * mr);
+        let cols = nr.min(n - j * nr);
+        let a = packed[b * mr * k..(b * mr + rows) * k].as_ptr();
+        let w = lines(&self.panels)[j * k * nr..(j + 1) * k * nr].as_ptr();
+        let bias = self
+            .bias
+            .as_ref()
+            .map_or(std::ptr::null(), |v| v[j * nr..].as_ptr());
+        // SAFETY: (b, j) is in range, so tile rows × cols lies inside `y`'s m × n, and
+        // tiles are disjoint; `a` holds k × rows values and `w` k × nr; `bias`, when
+        // present, has nr values from j·nr.
+        unsafe {
+            let c = out.0.add(b * mr * n + j * nr);
+            let t = Tile {
+                k,
+                a,
+                w,
+                bias,
+                c,
+                ldc: n,
+                cols,
+            };
+            self.dispatch(rows, t, relu);
+        }
+    }
+
+    /// The kernel for `rows` rows (its sums held in registers, so rows are a constant).
+    ///
+    /// # Safety
+    /// As [`Tile`]'s fields say.
+    unsafe fn dispatch(&self, rows: usize, t: Tile, relu: bool) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` came from `simd::isa()`, which found its features; the caller
+        // vouches for the tile.
+        unsafe {
+            macro_rules! rows {
+                ($kernel:ident, $($r:literal)*) => {
+                    match rows {
+                        $($r => $kernel::<$r>(t, relu),)*
+                        _ => unreachable!("a tile of {rows} rows"),
+                    }
+                };
+            }
+            match self.isa {
+                Isa::Avx512 => rows!(tile_avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+                Isa::Avx2 => rows!(tile_avx2, 1 2 3 4 5 6),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (rows, t, relu);
+            unreachable!("no {:?} outside x86-64", self.isa)
+        }
+    }
+}
+
+fn lines(l: &[Line]) -> &[f32] {
+    // SAFETY: a Line is 16 f32s with no padding.
+    unsafe { std::slice::from_raw_parts(l.as_ptr().cast(), l.len() * 16) }
+}
+
+fn lines_mut(l: &mut [Line]) -> &mut [f32] {
+    // SAFETY: as for `lines`, borrowed mutably for the result's lifetime.
+    unsafe { std::slice::from_raw_parts_mut(l.as_mut_ptr().cast(), l.len() * 16) }
+}
+
+/// Room for `len` f32s that [`PackedWeights::apply`] fills.
+pub(crate) fn output(len: usize) -> Vec<MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(len);
+    v.resize_with(len, MaybeUninit::uninit);
+    v
+}
+
+/// `v` once every element has been written.
+///
+/// # Safety
+/// Every element of `v` must be initialised.
+pub(crate) unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: MaybeUninit<f32> has f32's layout; the caller vouches for the values.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
+}
+
+/// `y`'s base pointer, shared by tasks that write disjoint tiles.
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint tiles of one `&mut [f32]` borrowed for the whole product.
+unsafe impl Sync for Out {}
+
+/// One tile's operands.
+#[derive(Clone, Copy)]
+struct Tile {
+    k: usize,
+    /// `k × rows` packed values, readable.
+    a: *const f32,
+    /// `k × nr` panel values, readable.
+    w: *const f32,
+    /// `nr` bias values, or null.
+    bias: *const f32,
+    /// The tile's first output; `rows` rows of `cols` values, `ldc` apart, writable.
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+}
+
+/// `R` rows × two vectors of `$lanes`: bias in, `k` steps of one panel row times `R`
+/// broadcast values, Relu and (masked where `cols` ends early) stores out.
+macro_rules! tile_kernel {
+    ($name:ident, $features:literal, $lanes:literal, $zero:ident, $set1:ident, $load:ident,
+     $fmadd:ident, $max:ident, $storeu:ident, |$dst:ident, $n:ident, $v:ident| $store:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const R: usize>(t: Tile, relu: bool) {
+            use std::arch::x86_64::*;
+            // SAFETY: the features are enabled; `Tile` says what is readable/writable.
+            unsafe {
+                let zero = $zero();
+                let init = if t.bias.is_null() {
+                    [zero; 2]
+                } else {
+                    [$load(t.bias), $load(t.bias.add($lanes))]
+                };
+                let mut acc = [init; R];
+                for p in 0..t.k {
+                    let w = t.w.add(p * 2 * $lanes);
+                    let (w0, w1) = ($load(w), $load(w.add($lanes)));
+                    let a = t.a.add(p * R);
+                    for (r, s) in acc.iter_mut().enumerate() {
+                        let av = $set1(*a.add(r));
+                        s[0] = $fmadd(av, w0, s[0]);
+                        s[1] = $fmadd(av, w1, s[1]);
+                    }
+                }
+                for (r, s) in acc.iter().enumerate() {
+                    let row = t.c.add(r * t.ldc);
+                    for (h, &v) in s.iter().enumerate() {
+                        let $v = if relu { $max(v, zero) } else { v };
+                        let $dst = row.add(h * $lanes);
+                        let $n = t.cols.saturating_sub(h * $lanes).min($lanes);
+                        if $n == $lanes {
+                            $storeu($dst, $v);
+                        } else if $n > 0 {
+                            $store;
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+tile_kernel!(
+    tile_avx512,
+    "avx512f",
+    16,
+    _mm512_setzero_ps,
+    _mm512_set1_ps,
+    _mm512_loadu_ps,
+    _mm512_fmadd_ps,
+    _mm512_max_ps,
+    _mm512_storeu_ps,
+    |dst, n, v| crate::kernels::simd::store_first_avx512(dst, n, v)
+);
+
+tile_kernel!(
+    tile_avx2,
+    "avx2,fma",
+    8,
+    _mm256_setzero_ps,
+    _mm256_set1_ps,
+    _mm256_loadu_ps,
+    _mm256_fmadd_ps,
+    _mm256_max_ps,
+    _mm256_storeu_ps,
+    |dst, n, v| crate::kernels::simd::store_first_avx2(dst, n, v)
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        (m, k, n): (usize, usize, usize),
+        relu: bool,
+    ) -> Vec<f64> {
+        let mut y = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias.map_or(0.0, |b| b[j] as f64);
+                for p in 0..k {
+                    s += x[i * k + p] as f64 * w[p * n + j] as f64;
+                }
+                y[i * n + j] = if relu { s.max(0.0) } else { s };
+            }
+        }
+        y
+    }
+
+    /// Every ISA this CPU runs: AVX2 runs on AVX-512 machines too.
+    fn isas() -> Vec<Isa> {
+        match simd::isa() {
+            Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
+            Some(Isa::Avx2) => vec![Isa::Avx2],
+            None => {
+                eprintln!(
+                    "SKIPPED: no AVX2 or AVX-512 on this CPU; packed weights are not used here"
+                );
+                vec![]
+            }
+        }
+    }
+
+    #[test]
+    fn packed_products_match_a_plain_sum() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // Row tails of each tile height, column tails inside either vector, one row,
+        // a few rows (panels split by thread), and tasks over row blocks × panels.
+        let shapes = [
+            (1, 1, 1),
+            (1, 384, 384),
+            (3, 7, 17),
+            (5, 384, 384),
+            (12, 64, 32),
+            (13, 64, 33),
+            (40, 100, 48),
+            (200, 384, 100),
+            (131, 33, 250),
+        ];
+        for isa in isas() {
+            for (s, &(m, k, n)) in shapes.iter().enumerate() {
+                let x = values(m * k, s as u32);
+                let w = values(k * n, 7 + s as u32);
+                let b = values(n, 13 + s as u32);
+                for (bias, relu) in [(None, false), (Some(&b[..]), true), (Some(&b[..]), false)] {
+                    let packed = PackedWeights::new(Some(isa), &w, k, n, bias).unwrap();
+                    // NaN where `apply` writes nothing.
+                    let mut y = vec![MaybeUninit::new(f32::NAN); m * n];
+                    pool.install(|| packed.apply(&x, m, relu, &mut y));
+                    // SAFETY: every element was initialised to NaN.
+                    let y = unsafe { assume_init(y) };
+                    let want = reference(&x, &w, bias, (m, k, n), relu);
+                    for (i, (&got, &want)) in y.iter().zip(&want).enumerate() {
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()) * (k as f64).sqrt(),
+                            "{isa:?} {m}x{k}x{n} bias {} relu {relu}: y[{}, {}] = {got}, want {want}",
+                            bias.is_some(),
+                            i / n,
+                            i % n
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_isa_packs_nothing() {
+        assert!(PackedWeights::new(None, &[1.0], 1, 1, None).is_none());
+    }
+}
