@@ -93,7 +93,7 @@ pub(crate) fn gemm_in_task<T: Real>(
 
 /// Products with at most this many rows (batch-1-ish requests through a layer) are split
 /// by columns into one band per thread instead.
-const FEW_ROWS: usize = 16;
+pub(super) const FEW_ROWS: usize = 16;
 /// The narrowest band of columns worth a thread of its own.
 const BAND_MIN: usize = 128;
 /// Elements of B below which it stays in one core's cache anyway, so a split only adds

@@ -8,11 +8,9 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::gemm::FEW_ROWS;
 use crate::kernels::simd::Isa;
 
-/// Rows up to which a product streams the weights once, each thread over a fixed range
-/// of panels, so that every core finds its part of `W` in its own cache run after run.
-const FEW_ROWS: usize = 16;
 /// Row blocks a task takes: their packed rows stay in L2 while the panels stream by.
 const BLOCKS_PER_TASK: usize = 8;
 /// Panels a task takes.
@@ -129,6 +127,8 @@ impl PackedWeights {
         if threads == 1 || m * k * n < PARALLEL_MADDS {
             task(0..blocks, 0..panels);
         } else if m <= FEW_ROWS {
+            // The product streams the weights once: each thread takes a fixed range of
+            // panels, so that every core finds its part of `W` in its own cache.
             rayon::broadcast(|ctx| {
                 let (t, of) = (ctx.index(), ctx.num_threads());
                 task(0..blocks, panels * t / of..panels * (t + 1) / of);
