@@ -36,6 +36,7 @@ pub struct SessionBuilder {
     exclude: Vec<DeviceId>,
     policy: Policy,
     threads: Option<usize>,
+    allow_spinning: bool,
     calibration: CalibrationOptions,
     store: ProfileStore,
     sample: Option<Vec<(String, Tensor)>>,
@@ -50,6 +51,7 @@ impl Default for SessionBuilder {
             exclude: Vec::new(),
             policy: Policy::Latency,
             threads: None,
+            allow_spinning: true,
             calibration: CalibrationOptions::default(),
             store: ProfileStore::Default,
             sample: None,
@@ -86,6 +88,14 @@ impl SessionBuilder {
     /// Worker threads for the CPU; all cores when unset.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
+        self
+    }
+
+    /// Whether the CPU workers spin between close runs (default) or sleep at once, as
+    /// ONNX Runtime's `session.intra_op.allow_spinning`: turn it off when other work
+    /// shares the cores.
+    pub fn allow_spinning(mut self, allow: bool) -> Self {
+        self.allow_spinning = allow;
         self
     }
 
@@ -138,6 +148,7 @@ impl SessionBuilder {
         let found = crossover_sched::select(&self.devices, &self.exclude)?;
         let options = CompileOptions {
             threads: self.threads,
+            allow_spinning: self.allow_spinning,
             host_fallback: Some(cpu.clone()),
         };
         let mut compiled = Vec::new();

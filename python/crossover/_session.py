@@ -55,11 +55,17 @@ class ExecutionMode(enum.IntEnum):
     ORT_PARALLEL = 1
 
 
+_ALLOW_SPINNING = "session.intra_op.allow_spinning"
+
+
 class SessionOptions:
     """The subset of ``onnxruntime.SessionOptions`` crossover acts on.
 
-    ``intra_op_num_threads`` (0 = all cores) sets the CPU worker threads. The other
-    attributes are accepted so that ONNX Runtime scripts run, and have no effect.
+    ``intra_op_num_threads`` (0 = all cores) sets the CPU worker threads. Of the session
+    config entries, ``session.intra_op.allow_spinning`` (``"1"``, the default, or
+    ``"0"``) says whether the CPU workers spin between close runs or sleep at once; other
+    keys are kept and ignored, as are the other attributes, so that ONNX Runtime scripts
+    run.
     """
 
     def __init__(self) -> None:
@@ -75,6 +81,27 @@ class SessionOptions:
         self.enable_mem_pattern: bool = True
         self.enable_cpu_mem_arena: bool = True
         self.optimized_model_filepath: str = ""
+        self._config: Dict[str, str] = {}
+
+    def add_session_config_entry(self, key: str, value: str) -> None:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise _crossover.InvalidArgument(
+                f"a session config entry is two strings, got {type(key).__name__} "
+                f"and {type(value).__name__}"
+            )
+        if key == _ALLOW_SPINNING and value not in ("0", "1"):
+            raise _crossover.InvalidArgument(
+                f'{_ALLOW_SPINNING} must be "0" or "1", got {value!r}'
+            )
+        self._config[key] = value
+
+    def get_session_config_entry(self, key: str) -> str:
+        try:
+            return self._config[key]
+        except KeyError:
+            raise _crossover.InvalidArgument(
+                f"no session config entry {key!r} was added"
+            ) from None
 
 
 class RunOptions:
@@ -250,6 +277,10 @@ class InferenceSession:
         if threads is None and sess_options is not None:
             n = getattr(sess_options, "intra_op_num_threads", 0)
             threads = n if n and n > 0 else None
+        allow_spinning = True
+        if sess_options is not None:
+            config = getattr(sess_options, "_config", {})
+            allow_spinning = config.get(_ALLOW_SPINNING, "1") != "0"
         if isinstance(path_or_bytes, (bytearray, memoryview)):
             path_or_bytes = bytes(path_or_bytes)
         self._sess = _crossover.Session(
@@ -259,6 +290,7 @@ class InferenceSession:
             threads=threads,
             prices=dict(prices) if prices is not None else None,
             p99_ms=p99_ms,
+            allow_spinning=allow_spinning,
         )
         self._sess_options = sess_options if sess_options is not None else SessionOptions()
         self._model_path = None if isinstance(path_or_bytes, bytes) else os.fspath(path_or_bytes)

@@ -192,6 +192,26 @@ def test_providers_and_devices():
     assert s.get_session_options() is so
 
 
+def test_session_config_entries():
+    so = crossover.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.some_onnxruntime_key", "x")
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(crossover.InvalidArgument, match="no session config entry"):
+        so.get_session_config_entry("session.unset")
+    with pytest.raises(crossover.InvalidArgument, match='must be "0" or "1"'):
+        so.add_session_config_entry("session.intra_op.allow_spinning", "yes")
+    with pytest.raises(crossover.InvalidArgument, match="two strings"):
+        so.add_session_config_entry("session.intra_op.allow_spinning", 0)
+    # Workers that sleep between runs give the same answers.
+    model = gemm_relu()
+    x = np.random.default_rng(3).standard_normal((5, 16), dtype=np.float32)
+    want = crossover.InferenceSession(model, devices="cpu").run(None, {"x": x})[0]
+    s = crossover.InferenceSession(model, sess_options=so, devices="cpu")
+    for _ in range(3):
+        np.testing.assert_array_equal(s.run(None, {"x": x})[0], want)
+
+
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [

@@ -100,19 +100,34 @@ pub struct DeviceInfo {
     pub compute_units: usize,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct CompileOptions {
     /// Worker threads for backends that use host threads; `None` = all cores.
     pub threads: Option<usize>,
+    /// Whether host worker threads spin between close runs instead of sleeping, as ONNX
+    /// Runtime's `session.intra_op.allow_spinning` (on by default): it saves a wake-up
+    /// per run and costs cycles that other work on the same cores could use.
+    pub allow_spinning: bool,
     /// Runs the nodes a GPU backend cannot run itself, on host tensors, inside the same
     /// plan (as ONNX Runtime's CPU fallback). `None`: such nodes fail to compile.
     pub host_fallback: Option<Arc<dyn Evaluator>>,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            threads: None,
+            allow_spinning: true,
+            host_fallback: None,
+        }
+    }
 }
 
 impl fmt::Debug for CompileOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompileOptions")
             .field("threads", &self.threads)
+            .field("allow_spinning", &self.allow_spinning)
             .field("host_fallback", &self.host_fallback.is_some())
             .finish()
     }

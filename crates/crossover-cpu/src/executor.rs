@@ -246,7 +246,7 @@ impl CpuExecutable {
     pub fn new(graph: Arc<Graph>, options: &CompileOptions) -> Result<Self> {
         keep_freed_buffers();
         let plan = Plan::new(&graph)?;
-        let workers = Workers::new(options.threads)?;
+        let workers = Workers::new(options.threads, options.allow_spinning)?;
         let weights = graph.constants.values().map(|t| t.nbytes() as u64).sum();
         Ok(CpuExecutable {
             graph,

@@ -5,7 +5,8 @@
 //! quiet 2-core VM, 100 µs after a millisecond of idleness — more than a small model's
 //! compute. So after each run the workers linger, spinning for new work, for
 //! [`LINGER`]; the caller spins on its result for up to [`CALLER_SPIN`] before it blocks.
-//! ONNX Runtime's intra-op pool spins the same way by default.
+//! ONNX Runtime's intra-op pool spins the same way by default; as there,
+//! `CompileOptions::allow_spinning` turns both off.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +31,7 @@ thread_local! {
 pub(crate) struct Workers {
     pool: rayon::ThreadPool,
     warmth: Arc<Warmth>,
+    spin: bool,
 }
 
 struct Warmth {
@@ -74,8 +76,9 @@ impl Warmth {
 }
 
 impl Workers {
-    /// `threads` workers (`None`: one per core).
-    pub(crate) fn new(threads: Option<usize>) -> Result<Workers> {
+    /// `threads` workers (`None`: one per core), which linger and let callers spin
+    /// when `spin`.
+    pub(crate) fn new(threads: Option<usize>, spin: bool) -> Result<Workers> {
         let mut builder =
             rayon::ThreadPoolBuilder::new().thread_name(|i| format!("crossover-cpu-{i}"));
         if let Some(t) = threads {
@@ -93,6 +96,7 @@ impl Workers {
                 lingering: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
             }),
+            spin,
         })
     }
 
@@ -113,13 +117,17 @@ impl Workers {
                 out = Some(f());
                 done.store(true, Ordering::Release);
             });
-            let start = Instant::now();
-            while !done.load(Ordering::Acquire) && start.elapsed() < CALLER_SPIN {
-                std::thread::yield_now();
+            if self.spin {
+                let start = Instant::now();
+                while !done.load(Ordering::Acquire) && start.elapsed() < CALLER_SPIN {
+                    std::thread::yield_now();
+                }
             }
         });
         drop(in_flight);
-        self.keep_warm();
+        if self.spin {
+            self.keep_warm();
+        }
         out.expect("a scope returns once its spawned work has run")
     }
 
@@ -151,7 +159,7 @@ mod tests {
     use super::*;
 
     fn workers(n: usize) -> Workers {
-        Workers::new(Some(n)).unwrap()
+        Workers::new(Some(n), true).unwrap()
     }
 
     #[test]
@@ -198,6 +206,15 @@ mod tests {
         }));
         assert!(r.is_err());
         assert_eq!(w.run(|| 7), 7);
+    }
+
+    #[test]
+    fn without_spinning_nobody_lingers() {
+        let w = Workers::new(Some(2), false).unwrap();
+        for i in 0..50u64 {
+            assert_eq!(w.run(|| rayon::join(|| i, || i + 1)), (i, i + 1));
+            assert_eq!(w.warmth.lingering.load(Ordering::Acquire), 0, "run {i}");
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct PySession {
 #[pymethods]
 impl PySession {
     #[new]
-    #[pyo3(signature = (model, devices = None, policy = "latency", threads = None, prices = None, p99_ms = None))]
+    #[pyo3(signature = (model, devices = None, policy = "latency", threads = None, prices = None, p99_ms = None, allow_spinning = true))]
     fn new(
         py: Python<'_>,
         model: &Bound<'_, PyAny>,
@@ -35,6 +35,7 @@ impl PySession {
         threads: Option<usize>,
         prices: Option<BTreeMap<String, f64>>,
         p99_ms: Option<f64>,
+        allow_spinning: bool,
     ) -> PyResult<Self> {
         let devices = match devices {
             Some(d) => parse_devices(d)?,
@@ -46,7 +47,10 @@ impl PySession {
                 "threads must be at least 1 (or None for all cores)",
             ));
         }
-        let mut builder = Session::builder().devices(devices).policy(policy);
+        let mut builder = Session::builder()
+            .devices(devices)
+            .policy(policy)
+            .allow_spinning(allow_spinning);
         if let Some(n) = threads {
             builder = builder.threads(n);
         }

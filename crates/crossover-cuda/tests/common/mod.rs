@@ -26,8 +26,8 @@ pub fn cuda() -> Option<CudaBackend> {
 /// Compile options with the CPU as host fallback.
 pub fn with_fallback() -> CompileOptions {
     CompileOptions {
-        threads: None,
         host_fallback: Some(Arc::new(CpuBackend::new()) as Arc<dyn Evaluator>),
+        ..Default::default()
     }
 }
 
