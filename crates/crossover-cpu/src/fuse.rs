@@ -24,7 +24,7 @@ use ndarray::{Array1, Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, Zip};
 use rayon::prelude::*;
 
 use crate::kernels::broadcast::{broadcast_shapes, view_as};
-use crate::kernels::conv::{conv_with, Epilogue};
+use crate::kernels::conv::{conv_with, direct, Epilogue};
 use crate::kernels::elementwise::num::erf_f32;
 use crate::kernels::linalg::gemm::gemm;
 use crate::kernels::linalg::packed::{self, PackedWeights};
@@ -83,6 +83,8 @@ impl Weights {
 pub(crate) struct ConvChain {
     attrs: ConvAttrs,
     weight: ArrayD<f32>,
+    /// `weight` packed for the direct kernel, where that can apply.
+    filters: Option<direct::Filters>,
     bias: Option<Array1<f32>>,
     activation: Activation,
     max_pool: Option<PoolAttrs>,
@@ -399,6 +401,9 @@ fn conv_chain(graph: &Graph, readers: &Readers, head: usize) -> Option<Fusion> {
     Some(Fusion {
         kernel: Kernel::Conv(Box::new(ConvChain {
             attrs: attrs.clone(),
+            filters: weight
+                .as_slice()
+                .and_then(|w| direct::Filters::new(w, weight.shape(), attrs.group as usize)),
             weight,
             bias,
             activation,
@@ -420,7 +425,14 @@ impl ConvChain {
             relu: self.activation == Activation::Relu,
             max_pool: self.max_pool.as_ref(),
         };
-        Ok(conv_with(xv, self.weight.view(), &self.attrs, &epilogue)?.into())
+        Ok(conv_with(
+            xv,
+            self.weight.view(),
+            self.filters.as_ref(),
+            &self.attrs,
+            &epilogue,
+        )?
+        .into())
     }
 }
 

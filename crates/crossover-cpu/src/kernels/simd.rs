@@ -36,6 +36,20 @@ pub fn isa() -> Option<Isa> {
     None
 }
 
+/// Every [`Isa`] this CPU runs (AVX2 runs on AVX-512 machines too), saying loudly when
+/// there is none and `what` goes untested.
+#[cfg(test)]
+pub(crate) fn isas_here(what: &str) -> Vec<Isa> {
+    match isa() {
+        Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
+        Some(Isa::Avx2) => vec![Isa::Avx2],
+        None => {
+            eprintln!("SKIPPED: no AVX2 or AVX-512 on this CPU; {what} are not used here");
+            vec![]
+        }
+    }
+}
+
 /// Defines a function whose body is compiled three times, for AVX-512, for AVX2+FMA and
 /// for baseline x86-64, and picks one by [`isa`] at each call: plain loops in it
 /// vectorise at the CPU's width instead of SSE2's 4 lanes. The body is forced inline

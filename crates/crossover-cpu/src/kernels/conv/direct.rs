@@ -17,8 +17,10 @@ const MAX_LANES: usize = 16;
 /// Weights of one group (elements) up to which a direct convolution beats im2col and
 /// GEMM: every output row passes over all of them, so they must stay in L1/L2.
 const MAX_WEIGHTS: usize = 1 << 14;
-/// Multiply-adds of one image below which its blocks of channels stay on one thread.
-const PARALLEL_MADDS: usize = 1 << 21;
+/// Multiply-adds of one image below which its blocks of channels stay on one thread:
+/// about 3 µs of one core's FMAs, against the microseconds a split costs on lingering
+/// workers.
+const PARALLEL_MADDS: usize = 1 << 18;
 
 /// Whether the direct kernel applies to a convolution of `mg` output channels per group
 /// with `k` weights each: f32 on a CPU with AVX2 or AVX-512, 2-D, stride 1, no dilation,
@@ -34,60 +36,89 @@ pub(super) fn applies<T: 'static>(geo: &Geometry, mg: usize, k: usize) -> bool {
         && geo.grid[1] >= 8
 }
 
-/// A convolution's sizes, its weights packed per block of output channels (tap-major,
-/// [`CO`] channels innermost, zero past the last channel) and its bias per channel.
-struct Direct {
+/// A convolution's filters packed per block of output channels (tap-major, [`CO`]
+/// channels innermost, zero past the last channel): once at compile time for constant
+/// weights, or per call otherwise.
+pub(crate) struct Filters {
     isa: Isa,
+    groups: usize,
     cg: usize,
     mg: usize,
     kh: usize,
     kw: usize,
-    oh: usize,
-    ow: usize,
-    /// Rows and row length of one padded input channel.
-    hp: usize,
-    ws: usize,
-    weights: Vec<f32>,
-    bias: Vec<f32>,
-    relu: bool,
+    packed: Vec<f32>,
 }
 
-impl Direct {
-    fn new(
-        isa: Isa,
-        geo: &Geometry,
-        (groups, cg, mg): (usize, usize, usize),
-        w: &[f32],
-        bias: Option<Vec<f32>>,
-        relu: bool,
-    ) -> Self {
-        let (kh, kw) = (geo.kernel[0], geo.kernel[1]);
-        let (oh, ow) = (geo.grid[0], geo.grid[1]);
+impl Filters {
+    /// The packing of `w` (`groups·mg × cg × kh × kw`, row-major), or `None` where the
+    /// direct kernel never applies to it.
+    pub(crate) fn new(w: &[f32], shape: &[usize], groups: usize) -> Option<Filters> {
+        Self::for_isa(simd::isa()?, w, shape, groups)
+    }
+
+    fn for_isa(isa: Isa, w: &[f32], shape: &[usize], groups: usize) -> Option<Filters> {
+        let &[m, cg, kh, kw] = shape else {
+            return None;
+        };
+        if groups == 0 || m % groups != 0 || w.len() != m * cg * kh * kw {
+            return None;
+        }
+        let mg = m / groups;
         let taps = cg * kh * kw;
+        if mg * taps > MAX_WEIGHTS {
+            return None;
+        }
         let blocks = mg.div_ceil(CO);
-        let mut weights = vec![0.0; groups * blocks * taps * CO];
+        let mut packed = vec![0.0; groups * blocks * taps * CO];
         for gi in 0..groups {
             for r in 0..mg {
                 let (cb, b) = (r / CO, r % CO);
                 let src = &w[(gi * mg + r) * taps..][..taps];
-                let dst = &mut weights[(gi * blocks + cb) * taps * CO..][..taps * CO];
+                let dst = &mut packed[(gi * blocks + cb) * taps * CO..][..taps * CO];
                 for (t, &v) in src.iter().enumerate() {
                     dst[t * CO + b] = v;
                 }
             }
         }
-        Direct {
+        Some(Filters {
             isa,
+            groups,
             cg,
             mg,
             kh,
             kw,
+            packed,
+        })
+    }
+
+    fn fits(&self, groups: usize, cg: usize, mg: usize, kernel: &[usize]) -> bool {
+        (self.groups, self.cg, self.mg) == (groups, cg, mg) && [self.kh, self.kw] == kernel
+    }
+}
+
+/// One call's sizes around its [`Filters`], and the bias per channel.
+struct Direct<'a> {
+    filters: &'a Filters,
+    oh: usize,
+    ow: usize,
+    /// Rows and row length of one padded input channel.
+    hp: usize,
+    ws: usize,
+    bias: &'a [f32],
+    relu: bool,
+}
+
+impl<'a> Direct<'a> {
+    fn new(geo: &Geometry, filters: &'a Filters, bias: &'a [f32], relu: bool) -> Self {
+        let (oh, ow) = (geo.grid[0], geo.grid[1]);
+        let (kh, kw) = (filters.kh, filters.kw);
+        Direct {
+            filters,
             oh,
             ow,
             hp: oh + kh - 1,
             ws: ow.next_multiple_of(MAX_LANES) + kw - 1,
-            weights,
-            bias: bias.unwrap_or_else(|| vec![0.0; groups * mg]),
+            bias,
             relu,
         }
     }
@@ -97,7 +128,8 @@ impl Direct {
     fn pad(&self, geo: &Geometry, x: &[f32]) -> Vec<f32> {
         let (ih, iw) = (geo.image[0], geo.image[1]);
         let (top, left) = (geo.pad_begin[0], geo.pad_begin[1]);
-        let mut xp = vec![0.0; self.cg * self.hp * self.ws];
+        let cg = self.filters.cg;
+        let mut xp = vec![0.0; cg * self.hp * self.ws];
         // Padded columns `c0..c1` hold image columns `c0 - left ..`.
         let c0 = left.max(0) as usize;
         let c1 = (left + iw as isize).clamp(0, self.ws as isize) as usize;
@@ -105,7 +137,7 @@ impl Direct {
             return xp;
         }
         let ix0 = (c0 as isize - left) as usize;
-        for ci in 0..self.cg {
+        for ci in 0..cg {
             for r in 0..self.hp {
                 let iy = r as isize - top;
                 if iy < 0 || iy >= ih as isize {
@@ -120,23 +152,39 @@ impl Direct {
 
     /// Output channels `cb·CO ..` of group `gi` (their full planes, row-major) into `out`.
     fn block(&self, xp: &[f32], gi: usize, cb: usize, out: &mut [f32]) {
-        let taps = self.cg * self.kh * self.kw;
-        let first = gi * self.mg + cb * CO;
-        let valid = CO.min(self.mg - cb * CO);
-        assert_eq!(xp.len(), self.cg * self.hp * self.ws, "padded input");
+        let f = self.filters;
+        let taps = f.cg * f.kh * f.kw;
+        let first = gi * f.mg + cb * CO;
+        let valid = CO.min(f.mg - cb * CO);
+        assert_eq!(xp.len(), f.cg * self.hp * self.ws, "padded input");
         assert_eq!(out.len(), valid * self.oh * self.ow, "output planes");
         let mut bias = [0.0; CO];
         bias[..valid].copy_from_slice(&self.bias[first..first + valid]);
-        let blocks = self.mg.div_ceil(CO);
-        let w = &self.weights[(gi * blocks + cb) * taps * CO..][..taps * CO];
+        let blocks = f.mg.div_ceil(CO);
+        let w = &f.packed[(gi * blocks + cb) * taps * CO..][..taps * CO];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa()` found the features; the sizes were checked above, and every
-        // tile reads at most `kw - 1 + MAX_LANES` floats from a row start inside a padded
-        // row `ws` long (see `Direct::new`).
-        unsafe {
-            match self.isa {
-                Isa::Avx512 => tiles_avx512(self, xp, w, &bias, valid, out),
-                Isa::Avx2 => tiles_avx2(self, xp, w, &bias, valid, out),
+        {
+            // AVX2's 16 registers hold one row's 8 accumulators; AVX-512's 32 hold three.
+            let rows = match f.isa {
+                Isa::Avx512 => 3,
+                Isa::Avx2 => 1,
+            };
+            let mut oy = 0;
+            while oy < self.oh {
+                let r = rows.min(self.oh - oy);
+                // SAFETY: `isa()` found the features; the sizes were checked above, rows
+                // `oy..oy + r` are output rows, and every tile reads at most
+                // `kw - 1 + MAX_LANES` floats from a row start inside a padded row `ws`
+                // long (see `Direct::new`).
+                unsafe {
+                    match (f.isa, r) {
+                        (Isa::Avx512, 3) => tiles_avx512::<3>(self, xp, w, &bias, valid, oy, out),
+                        (Isa::Avx512, 2) => tiles_avx512::<2>(self, xp, w, &bias, valid, oy, out),
+                        (Isa::Avx512, _) => tiles_avx512::<1>(self, xp, w, &bias, valid, oy, out),
+                        (Isa::Avx2, _) => tiles_avx2::<1>(self, xp, w, &bias, valid, oy, out),
+                    }
+                }
+                oy += r;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -147,50 +195,61 @@ impl Direct {
     }
 }
 
-/// The register-tiled loop for one ISA: `$lanes` columns × [`CO`] channels per tile,
+/// The register-tiled loop for one ISA: `R` output rows × `$lanes` columns × [`CO`]
+/// channels per tile (each weight broadcast feeds `R` FMAs, each row loaded [`CO`]),
 /// the accumulators starting at the bias; a last partial tile is stored through a mask.
 macro_rules! tiles {
     ($name:ident, $features:literal, $lanes:literal, $zero:ident, $set1:ident, $load:ident,
      $fmadd:ident, $max:ident, |$dst:ident, $n:ident, $v:ident| $store:expr) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        unsafe fn $name(
+        unsafe fn $name<const R: usize>(
             d: &Direct,
             xp: &[f32],
             w: &[f32],
             bias: &[f32; CO],
             valid: usize,
+            oy: usize,
             out: &mut [f32],
         ) {
             use std::arch::x86_64::*;
             let plane = d.oh * d.ow;
+            let (cg, kh, kw) = (d.filters.cg, d.filters.kh, d.filters.kw);
             // SAFETY: the features are enabled, and the bounds are those `Direct::block`
             // checked.
             unsafe {
                 let zero = $zero();
-                for oy in 0..d.oh {
-                    for x0 in (0..d.ow).step_by($lanes) {
-                        let mut acc = [zero; CO];
-                        for (a, &b) in acc.iter_mut().zip(bias) {
+                for x0 in (0..d.ow).step_by($lanes) {
+                    let mut acc = [[zero; CO]; R];
+                    for rows in acc.iter_mut() {
+                        for (a, &b) in rows.iter_mut().zip(bias) {
                             *a = $set1(b);
                         }
-                        for ci in 0..d.cg {
-                            for ky in 0..d.kh {
-                                let row = xp.as_ptr().add((ci * d.hp + oy + ky) * d.ws + x0);
-                                let wr = w.as_ptr().add((ci * d.kh + ky) * d.kw * CO);
-                                for kx in 0..d.kw {
-                                    let r = $load(row.add(kx));
-                                    let wk = wr.add(kx * CO);
-                                    for (b, a) in acc.iter_mut().enumerate() {
-                                        *a = $fmadd($set1(*wk.add(b)), r, *a);
+                    }
+                    for ci in 0..cg {
+                        for ky in 0..kh {
+                            let row = xp.as_ptr().add((ci * d.hp + oy + ky) * d.ws + x0);
+                            let wr = w.as_ptr().add((ci * kh + ky) * kw * CO);
+                            for kx in 0..kw {
+                                let mut xs = [zero; R];
+                                for (r, x) in xs.iter_mut().enumerate() {
+                                    *x = $load(row.add(r * d.ws + kx));
+                                }
+                                let wk = wr.add(kx * CO);
+                                for b in 0..CO {
+                                    let wv = $set1(*wk.add(b));
+                                    for (a, &x) in acc.iter_mut().zip(&xs) {
+                                        a[b] = $fmadd(wv, x, a[b]);
                                     }
                                 }
                             }
                         }
-                        let $n = ($lanes).min(d.ow - x0);
-                        for (b, &a) in acc.iter().enumerate().take(valid) {
+                    }
+                    let $n = ($lanes).min(d.ow - x0);
+                    for (r, rows) in acc.iter().enumerate() {
+                        for (b, &a) in rows.iter().enumerate().take(valid) {
                             let $v = if d.relu { $max(a, zero) } else { a };
-                            let $dst = out.as_mut_ptr().add(b * plane + oy * d.ow + x0);
+                            let $dst = out.as_mut_ptr().add(b * plane + (oy + r) * d.ow + x0);
                             $store;
                         }
                     }
@@ -225,29 +284,35 @@ tiles!(
 );
 
 /// `conv_with` by direct convolution: `y` is `n` images × `groups·mg` channels of the
-/// output grid (`max_pool`'s when the epilogue pools, `geo`'s otherwise). Only for what
-/// [`applies`] accepts.
+/// output grid (`max_pool`'s when the epilogue pools, `geo`'s otherwise), with `packed`
+/// the filters of `w` when they were packed ahead. Only for what [`applies`] accepts.
 pub(super) fn conv<T: Real>(
     geo: &Geometry,
     max_pool: Option<&Geometry>,
-    (x, w): (&[T], &[T]),
+    (x, w, packed): (&[T], &[T], Option<&Filters>),
     (n, groups, cg, mg): (usize, usize, usize, usize),
     e: &Epilogue<T>,
     y: &mut [T],
 ) -> Result<()> {
-    let (Some(isa), Some(x), Some(w), Some(y)) = (
-        simd::isa(),
-        simd::as_f32(x),
-        simd::as_f32(w),
-        simd::as_f32_mut(y),
-    ) else {
+    let (Some(x), Some(w), Some(y)) = (simd::as_f32(x), simd::as_f32(w), simd::as_f32_mut(y))
+    else {
         unreachable!("`applies` admits only f32 on a vector ISA");
     };
-    let bias = e.bias.as_ref().map(|b| {
-        let b: Vec<T> = b.iter().copied().collect();
-        simd::as_f32(&b).expect("T is f32").to_vec()
-    });
-    let d = Direct::new(isa, geo, (groups, cg, mg), w, bias, e.relu);
+    let fresh;
+    let filters = match packed {
+        Some(f) if f.fits(groups, cg, mg, &geo.kernel) => f,
+        _ => {
+            let shape = [groups * mg, cg, geo.kernel[0], geo.kernel[1]];
+            fresh = Filters::new(w, &shape, groups).expect("`applies` checked the filter size");
+            &fresh
+        }
+    };
+    let bias: Vec<T> = match &e.bias {
+        Some(b) => b.iter().copied().collect(),
+        None => vec![T::zero(); groups * mg],
+    };
+    let bias = simd::as_f32(&bias).expect("T is f32");
+    let d = Direct::new(geo, filters, bias, e.relu);
     let img = geo.image_size();
     let p = d.oh * d.ow;
     let op = max_pool.map_or(p, |pg| pg.grid_size());
@@ -383,20 +448,30 @@ mod tests {
                 simd::isa().is_some(),
                 "case {i} takes the direct path"
             );
-            for relu in [false, true] {
-                let e = Epilogue {
-                    bias: Some(b.view()),
-                    relu,
-                    max_pool: None,
-                };
-                let y = conv_with(x.view(), w.view(), &attrs, &e).unwrap();
-                let want = reference(&x, &w, &b, g, &pads, relu);
-                assert_eq!(y.shape(), want.shape(), "case {i}");
-                for (got, want) in y.iter().zip(want.iter()) {
-                    assert!(
-                        (*got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "case {i} relu {relu}: {got} against {want}"
-                    );
+            // Filters packed per call, then ahead for each ISA this CPU runs.
+            let ws = w.as_slice().unwrap();
+            let packings = std::iter::once(None).chain(
+                simd::isas_here("direct convolutions")
+                    .into_iter()
+                    .map(|isa| Filters::for_isa(isa, ws, w.shape(), g)),
+            );
+            for filters in packings {
+                let isa = filters.as_ref().map(|f| f.isa);
+                for relu in [false, true] {
+                    let e = Epilogue {
+                        bias: Some(b.view()),
+                        relu,
+                        max_pool: None,
+                    };
+                    let y = conv_with(x.view(), w.view(), filters.as_ref(), &attrs, &e).unwrap();
+                    let want = reference(&x, &w, &b, g, &pads, relu);
+                    assert_eq!(y.shape(), want.shape(), "case {i}");
+                    for (got, want) in y.iter().zip(want.iter()) {
+                        assert!(
+                            (*got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "case {i} {isa:?} relu {relu}: {got} against {want}"
+                        );
+                    }
                 }
             }
         }
@@ -431,7 +506,7 @@ mod tests {
                 relu: true,
                 max_pool: Some(&pa),
             };
-            let y = conv_with(x.view(), w.view(), &attrs, &pooled).unwrap();
+            let y = conv_with(x.view(), w.view(), None, &attrs, &pooled).unwrap();
             assert_eq!(y.shape(), &[2, 10, grid[0], grid[1]], "pads {pads:?}");
             for (i, got) in y.indexed_iter() {
                 let mut want = f64::NEG_INFINITY;

@@ -2,7 +2,7 @@
 
 mod causal;
 mod deform;
-mod direct;
+pub(crate) mod direct;
 mod geometry;
 mod pool;
 
@@ -107,7 +107,7 @@ pub(crate) fn conv<T: Real>(
         relu: false,
         max_pool: None,
     };
-    conv_with(x, w, a, &epilogue)
+    conv_with(x, w, None, a, &epilogue)
 }
 
 /// What a convolution does to each image's output while it is still in cache: add the
@@ -119,10 +119,12 @@ pub(crate) struct Epilogue<'a, T> {
     pub max_pool: Option<&'a PoolAttrs>,
 }
 
-/// [`conv`] followed by `e`, in one pass per image and group.
+/// [`conv`] followed by `e`, in one pass per image and group; `packed` holds `w`'s
+/// filters when they were packed ahead for the direct kernel.
 pub(crate) fn conv_with<T: Real>(
     x: ArrayViewD<T>,
     w: ArrayViewD<T>,
+    packed: Option<&direct::Filters>,
     a: &ConvAttrs,
     e: &Epilogue<T>,
 ) -> Result<ArrayD<T>> {
@@ -180,7 +182,14 @@ pub(crate) fn conv_with<T: Real>(
     let wd = w.as_slice().expect("standard layout");
     if direct::applies::<T>(&geo, mg, k) {
         let y_all = y.as_slice_mut().expect("fresh array");
-        direct::conv(&geo, pool.as_ref(), (xd, wd), (n, g, cg, mg), e, y_all)?;
+        direct::conv(
+            &geo,
+            pool.as_ref(),
+            (xd, wd, packed),
+            (n, g, cg, mg),
+            e,
+            y_all,
+        )?;
         return Ok(y);
     }
     let img = geo.image_size();

@@ -384,20 +384,6 @@ mod tests {
         y
     }
 
-    /// Every ISA this CPU runs: AVX2 runs on AVX-512 machines too.
-    fn isas() -> Vec<Isa> {
-        match simd::isa() {
-            Some(Isa::Avx512) => vec![Isa::Avx512, Isa::Avx2],
-            Some(Isa::Avx2) => vec![Isa::Avx2],
-            None => {
-                eprintln!(
-                    "SKIPPED: no AVX2 or AVX-512 on this CPU; packed weights are not used here"
-                );
-                vec![]
-            }
-        }
-    }
-
     #[test]
     fn packed_products_match_a_plain_sum() {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -417,7 +403,7 @@ mod tests {
             (200, 384, 100),
             (131, 33, 250),
         ];
-        for isa in isas() {
+        for isa in simd::isas_here("packed weights") {
             for (s, &(m, k, n)) in shapes.iter().enumerate() {
                 let x = values(m * k, s as u32);
                 let w = values(k * n, 7 + s as u32);
