@@ -366,7 +366,11 @@ pub fn exp_f32(x: f32) -> f32 {
     // 1.5·2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2_E + ROUND) - ROUND;
+    let t = x * LOG2_E + ROUND;
+    let n = t - ROUND;
+    // The integer n, read off the bits: `n as i32` saturates, which x86 does one lane at
+    // a time, and the whole loop stops vectorising.
+    let ni = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = [
         1.987_569_2e-4,
@@ -379,7 +383,7 @@ pub fn exp_f32(x: f32) -> f32 {
     .iter()
     .fold(0.0f32, |acc, &c| acc * r + c);
     let er = p * r * r + r + 1.0;
-    er * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    er * f32::from_bits(((ni + 127) as u32) << 23)
 }
 
 #[cfg(test)]
