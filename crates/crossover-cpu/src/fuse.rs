@@ -513,12 +513,16 @@ impl MaskedSoftmax {
         let row = |mut o: ndarray::ArrayViewMut1<f32>,
                    s: ndarray::ArrayView1<f32>,
                    m: Option<ndarray::ArrayView1<f32>>| {
-            match m {
-                Some(m) => Zip::from(&mut o)
-                    .and(&s)
-                    .and(&m)
-                    .for_each(|o, &s, &m| *o = s * scale + m),
-                None => Zip::from(&mut o).and(&s).for_each(|o, &s| *o = s * scale),
+            let mask = m.as_ref().map(|m| m.as_slice());
+            match (o.as_slice_mut(), s.as_slice(), mask) {
+                (Some(o), Some(s), None | Some(Some(_))) => logits_row(o, s, mask.flatten(), scale),
+                _ => match &m {
+                    Some(m) => Zip::from(&mut o)
+                        .and(&s)
+                        .and(m)
+                        .for_each(|o, &s, &m| *o = s * scale + m),
+                    None => Zip::from(&mut o).and(&s).for_each(|o, &s| *o = s * scale),
+                },
             }
             match o.as_slice_mut() {
                 Some(o) => softmax_row_f32(o),
@@ -674,6 +678,20 @@ impl Linear {
 #[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+simd::widest! {
+    /// `o = s · scale + m` (the mask `m` optional): a masked softmax's row of logits.
+    fn logits_row(o: &mut [f32], s: &[f32], m: Option<&[f32]>, scale: f32) {
+        match m {
+            Some(m) => {
+                for ((o, &s), &m) in o.iter_mut().zip(s).zip(m) {
+                    *o = s * scale + m;
+                }
+            }
+            None => o.iter_mut().zip(s).for_each(|(o, &s)| *o = s * scale),
+        }
+    }
 }
 
 simd::widest! {
@@ -974,13 +992,25 @@ mod tests {
 
     #[test]
     fn scaled_masked_softmax_is_one_pass() {
+        // A mask along the rows (contiguous in each), and one constant along them.
+        for last in [5, 1] {
+            scaled_masked_softmax(last);
+        }
+    }
+
+    fn scaled_masked_softmax(last: usize) {
         let mut b = ModelBuilder::new("attention_scores");
         let dims = [2, 3, 4, 5].map(Dim::Fixed);
         let x = b.input("scores", DType::F32, &dims);
         let mask = b.input(
             "mask",
             DType::F32,
-            &[Dim::Fixed(2), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(5)],
+            &[
+                Dim::Fixed(2),
+                Dim::Fixed(1),
+                Dim::Fixed(1),
+                Dim::Fixed(last),
+            ],
         );
         let c = scalar(&mut b, "scale", 0.25);
         let y = b.node("Mul", &[&x, &c], &[]);
@@ -993,16 +1023,16 @@ mod tests {
         let found = find(&g);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].nodes.len(), 3);
-        let mut m = t(&[2, 1, 1, 5], 21);
+        let mut m = t(&[2, 1, 1, last], 21);
         if let Tensor::F32(a) = &mut m {
-            a[[1, 0, 0, 4]] = -1e4;
+            a[[1, 0, 0, last - 1]] = -1e4;
         }
         let x = [t(&[2, 3, 4, 5], 20), m];
         let (got, _) = Plan::new(&g).unwrap().execute(&g, &x, &[]).unwrap();
         assert_close(&got[0], &reference(&g, &x)[0], 1e-6);
         let err = Plan::new(&g)
             .unwrap()
-            .execute(&g, &[x[0].clone(), t(&[3, 1, 1, 5], 22)], &[])
+            .execute(&g, &[x[0].clone(), t(&[3, 1, 1, last], 22)], &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("broadcast"), "{err}");
