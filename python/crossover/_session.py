@@ -58,6 +58,19 @@ class ExecutionMode(enum.IntEnum):
 _ALLOW_SPINNING = "session.intra_op.allow_spinning"
 
 
+def _allow_spinning(sess_options: Any) -> bool:
+    """The ``session.intra_op.allow_spinning`` entry of ours or of an onnxruntime
+    ``SessionOptions``: on unless set to ``"0"``."""
+    get = getattr(sess_options, "get_session_config_entry", None)
+    if get is None:
+        return True
+    try:
+        return get(_ALLOW_SPINNING) != "0"
+    except (_crossover.Error, RuntimeError):
+        # Never added: the default.
+        return True
+
+
 class SessionOptions:
     """The subset of ``onnxruntime.SessionOptions`` crossover acts on.
 
@@ -277,10 +290,7 @@ class InferenceSession:
         if threads is None and sess_options is not None:
             n = getattr(sess_options, "intra_op_num_threads", 0)
             threads = n if n and n > 0 else None
-        allow_spinning = True
-        if sess_options is not None:
-            config = getattr(sess_options, "_config", {})
-            allow_spinning = config.get(_ALLOW_SPINNING, "1") != "0"
+        allow_spinning = _allow_spinning(sess_options)
         if isinstance(path_or_bytes, (bytearray, memoryview)):
             path_or_bytes = bytes(path_or_bytes)
         self._sess = _crossover.Session(

@@ -210,6 +210,17 @@ def test_session_config_entries():
     s = crossover.InferenceSession(model, sess_options=so, devices="cpu")
     for _ in range(3):
         np.testing.assert_array_equal(s.run(None, {"x": x})[0], want)
+    # The entry is read from onnxruntime's own SessionOptions too.
+    from crossover._session import _allow_spinning
+
+    assert _allow_spinning(so) is False
+    assert _allow_spinning(crossover.SessionOptions()) is True
+    ort_so = ort.SessionOptions()
+    assert _allow_spinning(ort_so) is True
+    ort_so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    assert _allow_spinning(ort_so) is False
+    s = crossover.InferenceSession(model, sess_options=ort_so, devices="cpu")
+    np.testing.assert_array_equal(s.run(None, {"x": x})[0], want)
 
 
 @pytest.mark.parametrize(
