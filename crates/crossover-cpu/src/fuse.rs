@@ -513,9 +513,14 @@ impl MaskedSoftmax {
         let row = |mut o: ndarray::ArrayViewMut1<f32>,
                    s: ndarray::ArrayView1<f32>,
                    m: Option<ndarray::ArrayView1<f32>>| {
-            let mask = m.as_ref().map(|m| m.as_slice());
-            match (o.as_slice_mut(), s.as_slice(), mask) {
-                (Some(o), Some(s), None | Some(Some(_))) => logits_row(o, s, mask.flatten(), scale),
+            // Contiguous rows take the vector loop; a mask constant along the row does not.
+            match (
+                o.as_slice_mut(),
+                s.as_slice(),
+                m.as_ref().map(|m| m.as_slice()),
+            ) {
+                (Some(o), Some(s), None) => logits_row(o, s, None, scale),
+                (Some(o), Some(s), Some(Some(m))) => logits_row(o, s, Some(m), scale),
                 _ => match &m {
                     Some(m) => Zip::from(&mut o)
                         .and(&s)
