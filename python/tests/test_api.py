@@ -152,6 +152,29 @@ def test_non_contiguous_and_fortran_inputs():
         np.testing.assert_array_equal(s.run(None, {"x": x})[0], want)
 
 
+def test_inputs_are_read_in_place_and_released():
+    """C-contiguous inputs are borrowed for the run, not copied; misaligned or read-only
+    ones work too, and the run lets go of every array it borrowed."""
+    import sys
+
+    s = crossover.InferenceSession(gemm_relu())
+    x = np.random.default_rng(3).standard_normal((5, 16)).astype(np.float32)
+    want = ort.InferenceSession(gemm_relu(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    before = sys.getrefcount(x)
+    for _ in range(3):
+        np.testing.assert_allclose(s.run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-6)
+    assert sys.getrefcount(x) == before, "a run kept a reference to its input"
+
+    raw = bytearray(x.nbytes + 1)
+    misaligned = np.frombuffer(raw, dtype=np.float32, count=x.size, offset=1).reshape(x.shape)
+    misaligned[...] = x
+    assert not misaligned.flags.aligned
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    for arr in (misaligned, readonly):
+        np.testing.assert_allclose(s.run(None, {"x": arr})[0], want, rtol=1e-5, atol=1e-6)
+
+
 def test_input_is_not_modified_and_outputs_are_writable():
     s = crossover.InferenceSession(identity(TensorProto.FLOAT))
     x = np.ones((2, 3), dtype=np.float32)

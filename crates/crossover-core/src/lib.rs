@@ -24,4 +24,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use graph::{Dim, Graph, Node, ValueId, ValueInfo};
 pub use import::Model;
 pub use op::Op;
-pub use tensor::{ArcArrayD, Element, Tensor};
+pub use tensor::{ArcArrayD, Element, Tensor, TensorData};

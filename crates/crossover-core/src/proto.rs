@@ -6,7 +6,7 @@ use half::{bf16, f16};
 
 use crate::onnx::{tensor_proto::DataLocation, TensorProto};
 use crate::tensor::checked_numel;
-use crate::{invalid_model, with_array, DType, Error, Result, Tensor};
+use crate::{invalid_model, with_array, DType, Error, Result, Tensor, TensorData};
 
 /// Where a model's tensors come from: the bytes themselves, plus the model's folder for
 /// external data. External files must stay inside that folder.
@@ -251,7 +251,7 @@ pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
         data_type: Some(t.dtype().onnx_code()),
         ..Default::default()
     };
-    if let Tensor::String(a) = t {
+    if let TensorData::String(a) = &**t {
         p.string_data = a.iter().map(|s| s.as_bytes().to_vec()).collect();
         return p;
     }

@@ -720,7 +720,7 @@ fn each(y: &mut [f32], f: impl Fn(&mut [f32]) + Sync) {
 #[cfg(test)]
 mod tests {
     use crossover_core::builder::{Attr, ModelBuilder};
-    use crossover_core::{DType, Dim, Graph, Tensor};
+    use crossover_core::{DType, Dim, Graph, Tensor, TensorData};
 
     use super::*;
     use crate::executor::Plan;
@@ -1029,7 +1029,7 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].nodes.len(), 3);
         let mut m = t(&[2, 1, 1, last], 21);
-        if let Tensor::F32(a) = &mut m {
+        if let TensorData::F32(a) = &mut *m {
             a[[1, 0, 0, last - 1]] = -1e4;
         }
         let x = [t(&[2, 3, 4, 5], 20), m];

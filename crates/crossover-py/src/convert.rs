@@ -1,13 +1,16 @@
 //! numpy arrays to crossover tensors and back.
 //!
-//! Input: a crossover [`Tensor`] owns its buffer (an `ArcArray`), so each input array is
-//! copied once, as one `memcpy` when it is C-contiguous with a native dtype (a strided or
-//! Fortran-ordered array is gathered into C order by that same single copy). No dtype is
-//! converted: an array whose dtype differs from the model's input is an error, as in ONNX
-//! Runtime. Output: each result is handed to numpy without a copy (numpy keeps the Rust
-//! buffer alive), except strings, which become an object array of `str`.
+//! Input: a C-contiguous, aligned array of a native numeric dtype is not copied: the
+//! [`Tensor`] borrows numpy's buffer and holds a reference to the array until the run is
+//! done (as ONNX Runtime's CPU provider reads it in place). Any other layout is gathered
+//! into C order by one copy, numpy's, which is then borrowed alike. No dtype is converted: an array whose dtype differs from the
+//! model's input is an error, as in ONNX Runtime. Output: each result is handed to numpy
+//! without a copy (numpy keeps the Rust buffer alive), except strings, which become an
+//! object array of `str`.
 
-use crossover::core::ArcArrayD;
+use std::ptr::NonNull;
+
+use crossover::core::{Element, TensorData};
 use crossover::{DType, Tensor};
 use half::{bf16, f16};
 use ndarray::{ArrayD, IxDyn};
@@ -29,22 +32,19 @@ pub fn to_tensor(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
         )));
     };
     macro_rules! try_types {
-        ($($t:ty => $v:ident),*) => {$(
+        ($($t:ty),*) => {$(
             if let Ok(a) = arr.cast::<PyArrayDyn<$t>>() {
-                return Ok(Tensor::$v(copy_array(name, a)?));
+                return array_tensor(name, a);
             }
         )*};
     }
-    try_types!(
-        f32 => F32, i64 => I64, f64 => F64, i32 => I32, f16 => F16, bool => Bool,
-        i8 => I8, i16 => I16, u8 => U8, u16 => U16, u32 => U32, u64 => U64
-    );
+    try_types!(f32, i64, f64, i32, f16, bool, i8, i16, u8, u16, u32, u64);
     let descr = arr.dtype();
     // Asking numpy for `bfloat16` fails unless ml_dtypes registered it, which an array of
     // that dtype proves; look at the name first.
     if descr.typeobj().name()? == "bfloat16" {
         if let Ok(a) = arr.cast::<PyArrayDyn<bf16>>() {
-            return Ok(Tensor::BF16(copy_array(name, a)?));
+            return array_tensor(name, a);
         }
     }
     match descr.kind() {
@@ -58,21 +58,36 @@ pub fn to_tensor(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
     }
 }
 
-fn copy_array<T: NpElement + crossover::core::Element + Copy>(
+/// The array, read in place: an aligned C-contiguous one as it is, any other through the
+/// aligned C-ordered copy numpy makes of it.
+fn array_tensor<T: NpElement + Element + Copy>(
     name: &str,
     a: &Bound<'_, PyArrayDyn<T>>,
-) -> PyResult<ArcArrayD<T>> {
-    let ro = a
-        .try_readonly()
-        .map_err(|e| invalid(format!("input {name:?}: {e}")))?;
-    let view = ro.as_array();
-    let owned: ArrayD<T> = match view.as_slice() {
-        // The common case: one memcpy.
-        Some(s) => ArrayD::from_shape_vec(view.raw_dim(), s.to_vec())
+) -> PyResult<Tensor> {
+    // Refuses an array some Rust code holds mutably, as numpy's own borrow checks do.
+    drop(
+        a.try_readonly()
             .map_err(|e| invalid(format!("input {name:?}: {e}")))?,
-        None => view.as_standard_layout().into_owned(),
+    );
+    let a = if a.is_c_contiguous() && a.is_aligned() {
+        a.clone()
+    } else {
+        a.py()
+            .import("numpy")?
+            .call_method1("require", (a, a.py().None(), ["C", "A"]))?
+            .cast_into::<PyArrayDyn<T>>()?
     };
-    Ok(owned.into_shared())
+    let shape = a.shape().to_vec();
+    let Some(ptr) = NonNull::new(a.data()).filter(|_| !a.is_empty()) else {
+        return Ok(ArrayD::<T>::default(IxDyn(&shape)).into());
+    };
+    // SAFETY: the reference in `keep_alive` keeps the array, and so its buffer, alive, and
+    // numpy refuses to resize an array others reference; numpy vouched for the alignment
+    // and the C order above. Like ONNX Runtime, a run reads the buffer while the caller
+    // could write it from another thread: that race is the caller's (docs/python.md).
+    let keep_alive: Box<dyn Send + Sync> = Box::new(a.unbind());
+    unsafe { Tensor::borrowed(&shape, ptr, keep_alive) }
+        .map_err(|e| invalid(format!("input {name:?}: {e}")))
 }
 
 fn string_tensor(name: &str, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Tensor> {
@@ -96,7 +111,7 @@ fn string_tensor(name: &str, arr: &Bound<'_, PyUntypedArray>) -> PyResult<Tensor
     }
     let a = ArrayD::from_shape_vec(IxDyn(&shape), values)
         .map_err(|e| invalid(format!("input {name:?}: {e}")))?;
-    Ok(Tensor::String(a.into_shared()))
+    Ok(a.into())
 }
 
 /// The numpy array for one output, without a copy when crossover holds the only reference.
@@ -106,24 +121,24 @@ pub fn to_numpy(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyAny>> {
             PyArray::from_owned_array(py, $a.into_owned()).into_any()
         };
     }
-    Ok(match t {
-        Tensor::F32(a) => owned!(a),
-        Tensor::F64(a) => owned!(a),
-        Tensor::F16(a) => owned!(a),
-        Tensor::BF16(a) => {
+    Ok(match t.into_data() {
+        TensorData::F32(a) => owned!(a),
+        TensorData::F64(a) => owned!(a),
+        TensorData::F16(a) => owned!(a),
+        TensorData::BF16(a) => {
             import_ml_dtypes(py)?;
             owned!(a)
         }
-        Tensor::I8(a) => owned!(a),
-        Tensor::I16(a) => owned!(a),
-        Tensor::I32(a) => owned!(a),
-        Tensor::I64(a) => owned!(a),
-        Tensor::U8(a) => owned!(a),
-        Tensor::U16(a) => owned!(a),
-        Tensor::U32(a) => owned!(a),
-        Tensor::U64(a) => owned!(a),
-        Tensor::Bool(a) => owned!(a),
-        Tensor::String(a) => {
+        TensorData::I8(a) => owned!(a),
+        TensorData::I16(a) => owned!(a),
+        TensorData::I32(a) => owned!(a),
+        TensorData::I64(a) => owned!(a),
+        TensorData::U8(a) => owned!(a),
+        TensorData::U16(a) => owned!(a),
+        TensorData::U32(a) => owned!(a),
+        TensorData::U64(a) => owned!(a),
+        TensorData::Bool(a) => owned!(a),
+        TensorData::String(a) => {
             let objs = a.map(|s| PyString::new(py, s).unbind());
             PyArray::from_owned_object_array(py, objs).into_any()
         }

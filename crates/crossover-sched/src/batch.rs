@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use crossover_core::{invalid, with_array, Dim, Element, Graph, Result, Tensor};
+use crossover_core::{by_dtype, invalid, with_array, Dim, Element, Graph, Result, Tensor};
 use ndarray::{Axis, Slice};
 
 /// How requests to one model may be combined.
@@ -89,15 +89,13 @@ pub fn join(requests: &[&[Tensor]]) -> Result<Vec<Tensor>> {
     (0..first.len())
         .map(|i| {
             let parts: Vec<&Tensor> = requests.iter().map(|r| &r[i]).collect();
-            with_array!(parts[0], a => join_as(a, &parts))
+            // By dtype: the parts are read through views, so a borrowed one is not copied twice.
+            by_dtype!(parts[0].dtype(), join_as(&parts))
         })
         .collect()
 }
 
-fn join_as<T: Element>(
-    _: &ndarray::ArcArray<T, ndarray::IxDyn>,
-    parts: &[&Tensor],
-) -> Result<Tensor> {
+fn join_as<T: Element>(parts: &[&Tensor]) -> Result<Tensor> {
     let views = parts
         .iter()
         .map(|t| t.view::<T>())

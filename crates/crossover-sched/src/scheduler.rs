@@ -217,6 +217,21 @@ struct Job {
     reply: mpsc::Sender<(usize, Result<Part>)>,
 }
 
+impl Job {
+    /// Replies, after letting go of the inputs: a caller holding its answer may reuse its
+    /// buffers, and a binding's reference on them (a numpy array) is already released.
+    fn answer(self, result: Result<Part>) {
+        let Job {
+            inputs,
+            part,
+            reply,
+            ..
+        } = self;
+        drop(inputs);
+        let _ = reply.send((part, result));
+    }
+}
+
 enum Health {
     Healthy,
     Failing {
@@ -799,14 +814,11 @@ impl Inner {
             for j in expired {
                 lock(&d.counters).error();
                 let waited = now.saturating_duration_since(j.arrived);
-                let _ = j.reply.send((
-                    j.part,
-                    Err(Error::DeadlineExceeded(format!(
-                        "the request waited {:.1} ms in the {} queue, past its deadline",
-                        waited.as_secs_f64() * 1e3,
-                        d.info.id
-                    ))),
-                ));
+                j.answer(Err(Error::DeadlineExceeded(format!(
+                    "the request waited {:.1} ms in the {} queue, past its deadline",
+                    waited.as_secs_f64() * 1e3,
+                    d.info.id
+                ))));
             }
             if !live.is_empty() {
                 self.execute(i, live);
@@ -906,7 +918,7 @@ impl Inner {
                                 latency,
                                 peak_bytes: out.peak_bytes,
                             };
-                            let _ = job.reply.send((job.part, Ok(Part { outputs, run })));
+                            job.answer(Ok(Part { outputs, run }));
                         }
                     }
                     Err(e) => self.fail_all(d, jobs, &e),
@@ -940,7 +952,7 @@ impl Inner {
     fn fail_all(&self, d: &Device, jobs: Vec<Job>, e: &Error) {
         for job in jobs {
             lock(&d.counters).error();
-            let _ = job.reply.send((job.part, Err(e.clone())));
+            job.answer(Err(e.clone()));
         }
     }
 

@@ -2,35 +2,14 @@
 
 use crossover_core::graph::Subgraph;
 use crossover_core::op::ControlOp;
-use crossover_core::{invalid, DType, Element, Error, Result, Tensor, ValueId};
-use half::{bf16, f16};
+use crossover_core::{
+    by_dtype, invalid, DType, Element, Error, Result, Tensor, TensorData, ValueId,
+};
 use ndarray::{ArrayViewD, Axis};
 
 use super::util::norm_axis;
 use super::Inputs;
 use crate::executor::{run_graph, Plan};
-
-/// Calls the generic `$f::<T>(args)` for the element type `$d`.
-macro_rules! by_dtype {
-    ($d:expr, $f:ident ( $($a:expr),* )) => {
-        match $d {
-            DType::F32 => $f::<f32>($($a),*),
-            DType::F64 => $f::<f64>($($a),*),
-            DType::F16 => $f::<f16>($($a),*),
-            DType::BF16 => $f::<bf16>($($a),*),
-            DType::I8 => $f::<i8>($($a),*),
-            DType::I16 => $f::<i16>($($a),*),
-            DType::I32 => $f::<i32>($($a),*),
-            DType::I64 => $f::<i64>($($a),*),
-            DType::U8 => $f::<u8>($($a),*),
-            DType::U16 => $f::<u16>($($a),*),
-            DType::U32 => $f::<u32>($($a),*),
-            DType::U64 => $f::<u64>($($a),*),
-            DType::Bool => $f::<bool>($($a),*),
-            DType::String => $f::<String>($($a),*),
-        }
-    };
-}
 
 pub fn eval(op: &ControlOp, x: &Inputs) -> Result<Vec<Tensor>> {
     match op {
@@ -87,9 +66,9 @@ fn truth(t: &Tensor, what: &str) -> Result<bool> {
             t.shape()
         ));
     }
-    Ok(match t {
-        Tensor::Bool(a) => a.iter().next().copied().unwrap_or(false),
-        other => other.to_f64_vec()?.first().is_some_and(|&v| v != 0.0),
+    Ok(match &**t {
+        TensorData::Bool(a) => a.iter().next().copied().unwrap_or(false),
+        _ => t.to_f64_vec()?.first().is_some_and(|&v| v != 0.0),
     })
 }
 

@@ -7,7 +7,7 @@ mod quant;
 
 use crossover_core::op::ElementwiseOp as E;
 use crossover_core::tensor::Element;
-use crossover_core::{Error, Result, Tensor};
+use crossover_core::{Error, Result, Tensor, TensorData};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 use num_traits::{Float, NumCast, ToPrimitive};
@@ -17,7 +17,7 @@ use super::broadcast::{binary, broadcast_all, unary, view_as, PARALLEL_MIN};
 use super::Inputs;
 
 /// Error for a dtype (or pair of dtypes) an op does not take.
-fn dtype_error(op: &str, a: &Tensor, b: Option<&Tensor>) -> Error {
+fn dtype_error(op: &str, a: &TensorData, b: Option<&TensorData>) -> Error {
     match b {
         Some(b) if a.dtype() != b.dtype() => Error::InvalidArgument(format!(
             "{op} needs inputs of one type, got {} and {}",
@@ -31,8 +31,8 @@ fn dtype_error(op: &str, a: &Tensor, b: Option<&Tensor>) -> Error {
 /// Matches one tensor against the listed variants, binding its array to `$a`.
 macro_rules! one {
     ([$($v:ident),*], $t:expr, $op:expr, $a:ident => $body:expr) => {
-        match $t {
-            $(Tensor::$v($a) => $body,)*
+        match TensorData::of($t) {
+            $(TensorData::$v($a) => $body,)*
             other => return Err(dtype_error($op, other, None)),
         }
     };
@@ -41,8 +41,8 @@ macro_rules! one {
 /// Matches two tensors of one of the listed variants (both the same).
 macro_rules! pair {
     ([$($v:ident),*], $l:expr, $r:expr, $op:expr, |$a:ident, $b:ident| $body:expr) => {
-        match ($l, $r) {
-            $((Tensor::$v($a), Tensor::$v($b)) => $body,)*
+        match (TensorData::of($l), TensorData::of($r)) {
+            $((TensorData::$v($a), TensorData::$v($b)) => $body,)*
             (a, b) => return Err(dtype_error($op, a, Some(b))),
         }
     };

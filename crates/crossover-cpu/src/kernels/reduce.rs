@@ -11,19 +11,19 @@ use super::Inputs;
 /// Runs `$body` with `$a` bound to the array of a numeric tensor (not bool or string).
 macro_rules! numeric {
     ($t:expr, $op:expr, $a:ident => $body:expr) => {
-        match $t {
-            Tensor::F32($a) => $body,
-            Tensor::F64($a) => $body,
-            Tensor::F16($a) => $body,
-            Tensor::BF16($a) => $body,
-            Tensor::I8($a) => $body,
-            Tensor::I16($a) => $body,
-            Tensor::I32($a) => $body,
-            Tensor::I64($a) => $body,
-            Tensor::U8($a) => $body,
-            Tensor::U16($a) => $body,
-            Tensor::U32($a) => $body,
-            Tensor::U64($a) => $body,
+        match crossover_core::TensorData::of($t) {
+            crossover_core::TensorData::F32($a) => $body,
+            crossover_core::TensorData::F64($a) => $body,
+            crossover_core::TensorData::F16($a) => $body,
+            crossover_core::TensorData::BF16($a) => $body,
+            crossover_core::TensorData::I8($a) => $body,
+            crossover_core::TensorData::I16($a) => $body,
+            crossover_core::TensorData::I32($a) => $body,
+            crossover_core::TensorData::I64($a) => $body,
+            crossover_core::TensorData::U8($a) => $body,
+            crossover_core::TensorData::U16($a) => $body,
+            crossover_core::TensorData::U32($a) => $body,
+            crossover_core::TensorData::U64($a) => $body,
             other => {
                 return Err(crossover_core::Error::Unsupported(format!(
                     "{} on {} tensors",

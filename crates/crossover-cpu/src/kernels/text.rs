@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use crossover_core::op::text::{CaseChange, NgramTrie, TfIdf, TfIdfMode, Vocab};
+use crossover_core::TensorData;
 
 use crossover_core::op::TextOp;
 use crossover_core::tensor::checked_numel;
@@ -168,16 +169,16 @@ fn normalize(
 /// The pool's number for each input element, [`NgramTrie::UNKNOWN`] where it has none.
 fn tokens(t: &TfIdf, x: &Tensor) -> Result<Vec<u32>> {
     let unknown = NgramTrie::UNKNOWN;
-    Ok(match (x, &t.trie.vocab) {
-        (Tensor::I32(a), Vocab::Int(m)) => a
+    Ok(match (&**x, &t.trie.vocab) {
+        (TensorData::I32(a), Vocab::Int(m)) => a
             .iter()
             .map(|&v| m.get(&i64::from(v)).copied().unwrap_or(unknown))
             .collect(),
-        (Tensor::I64(a), Vocab::Int(m)) => a
+        (TensorData::I64(a), Vocab::Int(m)) => a
             .iter()
             .map(|v| m.get(v).copied().unwrap_or(unknown))
             .collect(),
-        (Tensor::String(a), Vocab::Str(m)) => a
+        (TensorData::String(a), Vocab::Str(m)) => a
             .iter()
             .map(|s| m.get(s.as_str()).copied().unwrap_or(unknown))
             .collect(),

@@ -60,11 +60,11 @@ pub fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
 #[macro_export]
 macro_rules! float_map {
     ($t:expr, $op:expr, $a:ident => $body:expr) => {
-        match $t {
-            crossover_core::Tensor::F32($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::F64($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::F16($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::BF16($a) => Ok(crossover_core::Tensor::from($body)),
+        match crossover_core::TensorData::of($t) {
+            crossover_core::TensorData::F32($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::F64($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::F16($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::BF16($a) => Ok(crossover_core::Tensor::from($body)),
             other => Err(crossover_core::Error::Unsupported(format!(
                 "{} on {} tensors",
                 $op,
@@ -78,19 +78,19 @@ macro_rules! float_map {
 #[macro_export]
 macro_rules! numeric_map {
     ($t:expr, $op:expr, $a:ident => $body:expr) => {
-        match $t {
-            crossover_core::Tensor::F32($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::F64($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::F16($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::BF16($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::I8($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::I16($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::I32($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::I64($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::U8($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::U16($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::U32($a) => Ok(crossover_core::Tensor::from($body)),
-            crossover_core::Tensor::U64($a) => Ok(crossover_core::Tensor::from($body)),
+        match crossover_core::TensorData::of($t) {
+            crossover_core::TensorData::F32($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::F64($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::F16($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::BF16($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::I8($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::I16($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::I32($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::I64($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::U8($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::U16($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::U32($a) => Ok(crossover_core::Tensor::from($body)),
+            crossover_core::TensorData::U64($a) => Ok(crossover_core::Tensor::from($body)),
             other => Err(crossover_core::Error::Unsupported(format!(
                 "{} on {} tensors",
                 $op,

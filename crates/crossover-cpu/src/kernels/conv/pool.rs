@@ -3,6 +3,7 @@
 use crossover_core::op::conv::PoolAttrs;
 use crossover_core::op::ConvOp;
 use crossover_core::tensor::checked_numel;
+use crossover_core::TensorData;
 use crossover_core::{invalid, DType, Error, Result, Tensor};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
@@ -625,11 +626,11 @@ fn max_unpool(
         dst.assign(&src);
         Ok(out)
     }
-    let out = match t {
-        Tensor::F32(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
-        Tensor::F64(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
-        Tensor::F16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
-        Tensor::BF16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+    let out = match &**t {
+        TensorData::F32(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        TensorData::F64(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        TensorData::F16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
+        TensorData::BF16(a) => run(a.view(), &idx, &shape, &target, total)?.into(),
         other => {
             return Err(Error::Unsupported(format!(
                 "MaxUnpool on {} tensors",

@@ -1,5 +1,6 @@
 //! BitCast and linear (de)quantization: per tensor, per axis and blocked.
 
+use crossover_core::TensorData;
 use crossover_core::{invalid, DType, Error, Result, Tensor};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
@@ -11,21 +12,21 @@ use super::num::Num;
 
 /// Raw bits of every element, zero-extended.
 fn raw_bits(t: &Tensor) -> Result<ArrayD<u64>> {
-    Ok(match t {
-        Tensor::F32(a) => a.map(|v| v.to_bits() as u64),
-        Tensor::F64(a) => a.map(|v| v.to_bits()),
-        Tensor::F16(a) => a.map(|v| v.to_bits() as u64),
-        Tensor::BF16(a) => a.map(|v| v.to_bits() as u64),
-        Tensor::I8(a) => a.map(|&v| v as u8 as u64),
-        Tensor::I16(a) => a.map(|&v| v as u16 as u64),
-        Tensor::I32(a) => a.map(|&v| v as u32 as u64),
-        Tensor::I64(a) => a.map(|&v| v as u64),
-        Tensor::U8(a) => a.map(|&v| v as u64),
-        Tensor::U16(a) => a.map(|&v| v as u64),
-        Tensor::U32(a) => a.map(|&v| v as u64),
-        Tensor::U64(a) => a.map(|&v| v),
-        Tensor::Bool(a) => a.map(|&v| v as u64),
-        Tensor::String(_) => return Err(Error::Unsupported("BitCast of strings".into())),
+    Ok(match &**t {
+        TensorData::F32(a) => a.map(|v| v.to_bits() as u64),
+        TensorData::F64(a) => a.map(|v| v.to_bits()),
+        TensorData::F16(a) => a.map(|v| v.to_bits() as u64),
+        TensorData::BF16(a) => a.map(|v| v.to_bits() as u64),
+        TensorData::I8(a) => a.map(|&v| v as u8 as u64),
+        TensorData::I16(a) => a.map(|&v| v as u16 as u64),
+        TensorData::I32(a) => a.map(|&v| v as u32 as u64),
+        TensorData::I64(a) => a.map(|&v| v as u64),
+        TensorData::U8(a) => a.map(|&v| v as u64),
+        TensorData::U16(a) => a.map(|&v| v as u64),
+        TensorData::U32(a) => a.map(|&v| v as u64),
+        TensorData::U64(a) => a.map(|&v| v),
+        TensorData::Bool(a) => a.map(|&v| v as u64),
+        TensorData::String(_) => return Err(Error::Unsupported("BitCast of strings".into())),
     })
 }
 

@@ -48,22 +48,28 @@ fn via_f32(t: &Tensor) -> Result<ArrayD<f32>> {
 
 fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     same_dtype("MatMul", a, b)?;
-    Ok(match (a, b) {
-        (Tensor::F32(a), Tensor::F32(b)) => matmul_real(a.view(), b.view())?.into(),
-        (Tensor::F64(a), Tensor::F64(b)) => matmul_real(a.view(), b.view())?.into(),
-        (Tensor::F16(_), _) | (Tensor::BF16(_), _) => {
+    // By dtype, through `view`: an input borrowed from the caller is read in place.
+    macro_rules! by {
+        ($f:ident, $t:ty) => {
+            $f(a.view::<$t>()?, b.view::<$t>()?)?.into()
+        };
+    }
+    Ok(match a.dtype() {
+        DType::F32 => by!(matmul_real, f32),
+        DType::F64 => by!(matmul_real, f64),
+        DType::F16 | DType::BF16 => {
             let y = matmul_real(via_f32(a)?.view(), via_f32(b)?.view())?;
             Tensor::from(y).cast(a.dtype())?
         }
-        (Tensor::I8(a), Tensor::I8(b)) => matmul_int(a.view(), b.view())?.into(),
-        (Tensor::I16(a), Tensor::I16(b)) => matmul_int(a.view(), b.view())?.into(),
-        (Tensor::I32(a), Tensor::I32(b)) => matmul_int(a.view(), b.view())?.into(),
-        (Tensor::I64(a), Tensor::I64(b)) => matmul_int(a.view(), b.view())?.into(),
-        (Tensor::U8(a), Tensor::U8(b)) => matmul_int(a.view(), b.view())?.into(),
-        (Tensor::U16(a), Tensor::U16(b)) => matmul_int(a.view(), b.view())?.into(),
-        (Tensor::U32(a), Tensor::U32(b)) => matmul_int(a.view(), b.view())?.into(),
-        (Tensor::U64(a), Tensor::U64(b)) => matmul_int(a.view(), b.view())?.into(),
-        _ => {
+        DType::I8 => by!(matmul_int, i8),
+        DType::I16 => by!(matmul_int, i16),
+        DType::I32 => by!(matmul_int, i32),
+        DType::I64 => by!(matmul_int, i64),
+        DType::U8 => by!(matmul_int, u8),
+        DType::U16 => by!(matmul_int, u16),
+        DType::U32 => by!(matmul_int, u32),
+        DType::U64 => by!(matmul_int, u64),
+        DType::Bool | DType::String => {
             return Err(Error::Unsupported(format!(
                 "MatMul on {} tensors",
                 a.dtype()

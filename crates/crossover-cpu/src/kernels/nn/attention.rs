@@ -5,6 +5,7 @@
 
 use crossover_core::op::nn::AttentionAttrs;
 use crossover_core::tensor::{checked_numel, ArcArrayD};
+use crossover_core::TensorData;
 use crossover_core::{invalid, Error, Result, Tensor};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{
@@ -71,9 +72,9 @@ fn with_past<'a, F: Real>(
 /// The additive form of `attn_mask` (bool: 0 where attended, -inf elsewhere), its last
 /// axis padded with -inf up to `total` keys.
 fn additive_mask<F: Real>(m: &Tensor, total: usize) -> Result<ArrayD<F>> {
-    let a: ArrayD<F> = match m {
-        Tensor::Bool(b) => b.map(|&v| if v { F::zero() } else { F::neg_infinity() }),
-        other => arr::<F>(other)?.to_owned(),
+    let a: ArrayD<F> = match &**m {
+        TensorData::Bool(b) => b.map(|&v| if v { F::zero() } else { F::neg_infinity() }),
+        _ => arr::<F>(m)?.to_owned(),
     };
     if a.ndim() > 4 {
         return Err(invalid!(

@@ -1,5 +1,6 @@
 //! Reduce* kernels.
 
+use crossover_core::TensorData;
 use crossover_core::{Result, Tensor};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rayon::prelude::*;
@@ -266,7 +267,7 @@ pub fn reduce(
     } else {
         norm_axes(axes, t.rank())?
     };
-    if let Tensor::Bool(a) = t {
+    if let TensorData::Bool(a) = &**t {
         if !matches!(kind, Kind::Max | Kind::Min) {
             return Err(crossover_core::Error::Unsupported(format!(
                 "{name} on bool tensors"

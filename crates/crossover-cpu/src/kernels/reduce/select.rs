@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 
+use crossover_core::TensorData;
 use crossover_core::{invalid, Element, Result, Tensor};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use rayon::prelude::*;
@@ -70,8 +71,8 @@ pub fn arg(t: &Tensor, axis: i64, keep: bool, last: bool, max: bool, name: &str)
     if t.rank() == 0 {
         return Err(invalid!("{name} needs a tensor of rank 1 or more"));
     }
-    Ok(Tensor::from(match t {
-        Tensor::Bool(a) => arg_of(a.view(), axis, keep, last, max)?,
+    Ok(Tensor::from(match &**t {
+        TensorData::Bool(a) => arg_of(a.view(), axis, keep, last, max)?,
         t => numeric!(t, name, a => arg_of(a.view(), axis, keep, last, max)?),
     }))
 }
