@@ -7,7 +7,7 @@ mod quant;
 
 use crossover_core::op::ElementwiseOp as E;
 use crossover_core::tensor::Element;
-use crossover_core::{Error, Result, Tensor, TensorData};
+use crossover_core::{DType, Error, Result, Tensor};
 use half::{bf16, f16};
 use ndarray::{ArrayD, ArrayViewD, Zip};
 use num_traits::{Float, NumCast, ToPrimitive};
@@ -17,7 +17,7 @@ use super::broadcast::{binary, broadcast_all, unary, view_as, PARALLEL_MIN};
 use super::Inputs;
 
 /// Error for a dtype (or pair of dtypes) an op does not take.
-fn dtype_error(op: &str, a: &TensorData, b: Option<&TensorData>) -> Error {
+fn dtype_error(op: &str, a: &Tensor, b: Option<&Tensor>) -> Error {
     match b {
         Some(b) if a.dtype() != b.dtype() => Error::InvalidArgument(format!(
             "{op} needs inputs of one type, got {} and {}",
@@ -28,24 +28,79 @@ fn dtype_error(op: &str, a: &TensorData, b: Option<&TensorData>) -> Error {
     }
 }
 
-/// Matches one tensor against the listed variants, binding its array to `$a`.
-macro_rules! one {
-    ([$($v:ident),*], $t:expr, $op:expr, $a:ident => $body:expr) => {
-        match TensorData::of($t) {
-            $(TensorData::$v($a) => $body,)*
-            other => return Err(dtype_error($op, other, None)),
-        }
+/// The Rust element type of a `DType` variant.
+macro_rules! elem {
+    (F32) => {
+        f32
+    };
+    (F64) => {
+        f64
+    };
+    (F16) => {
+        f16
+    };
+    (BF16) => {
+        bf16
+    };
+    (I8) => {
+        i8
+    };
+    (I16) => {
+        i16
+    };
+    (I32) => {
+        i32
+    };
+    (I64) => {
+        i64
+    };
+    (U8) => {
+        u8
+    };
+    (U16) => {
+        u16
+    };
+    (U32) => {
+        u32
+    };
+    (U64) => {
+        u64
+    };
+    (Bool) => {
+        bool
+    };
+    (String) => {
+        String
     };
 }
 
-/// Matches two tensors of one of the listed variants (both the same).
-macro_rules! pair {
-    ([$($v:ident),*], $l:expr, $r:expr, $op:expr, |$a:ident, $b:ident| $body:expr) => {
-        match (TensorData::of($l), TensorData::of($r)) {
-            $((TensorData::$v($a), TensorData::$v($b)) => $body,)*
-            (a, b) => return Err(dtype_error($op, a, Some(b))),
+/// Matches one tensor's dtype against the listed ones, binding a view of its elements to
+/// `$a`: a view, so an input the caller lent is read in place.
+macro_rules! one {
+    ([$($v:ident),*], $t:expr, $op:expr, $a:ident => $body:expr) => {{
+        let t: &Tensor = $t;
+        match t.dtype() {
+            $(DType::$v => {
+                let $a = t.view::<elem!($v)>()?;
+                $body
+            })*
+            _ => return Err(dtype_error($op, t, None)),
         }
-    };
+    }};
+}
+
+/// Matches two tensors of one of the listed dtypes (both the same), binding views.
+macro_rules! pair {
+    ([$($v:ident),*], $l:expr, $r:expr, $op:expr, |$a:ident, $b:ident| $body:expr) => {{
+        let (l, r): (&Tensor, &Tensor) = ($l, $r);
+        match (l.dtype(), r.dtype()) {
+            $((DType::$v, DType::$v) => {
+                let ($a, $b) = (l.view::<elem!($v)>()?, r.view::<elem!($v)>()?);
+                $body
+            })*
+            _ => return Err(dtype_error($op, l, Some(r))),
+        }
+    }};
 }
 
 /// Float element types with the type their math is done in (f32 for the half types).
