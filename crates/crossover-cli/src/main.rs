@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use crossover::core::npy;
-use crossover::sched::sim::{simulate, Arrival, SimDevice, TraceSpec};
+use crossover::sched::sim::{simulate, Arrival, SimDevice, SimResult, TraceSpec};
 use crossover::sched::{discover, parse_prices};
 use crossover::zoo::ZooModel;
 use crossover::{
@@ -86,6 +86,10 @@ enum Command {
         /// Requests per replay.
         #[arg(long, default_value_t = 150)]
         requests: usize,
+        /// Replay rounds, each a fresh trace every scenario replays in turn (the order
+        /// rotating), pooled: the machine's drift falls on every scenario alike.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Mean arrivals per second; default: `--load` times what the best device sustains.
         #[arg(long)]
         rate: Option<f64>,
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
             model,
             common,
             requests,
+            rounds,
             rate,
             load,
             bulk_share,
@@ -194,6 +199,7 @@ fn main() -> ExitCode {
             &common,
             Mix {
                 requests,
+                rounds,
                 rate,
                 bulk_share,
                 bulk,
@@ -220,6 +226,7 @@ fn main() -> ExitCode {
             rate,
             Mix {
                 requests: 0,
+                rounds: 0,
                 rate: None,
                 bulk_share,
                 bulk,
@@ -532,6 +539,7 @@ fn profile(spec: &str, common: &Common, json: Option<&Path>, svg: Option<&Path>)
 
 struct Mix {
     requests: usize,
+    rounds: usize,
     rate: Option<f64>,
     bulk_share: f64,
     bulk: usize,
@@ -539,6 +547,9 @@ struct Mix {
 }
 
 fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64) -> Result<()> {
+    if mix.rounds == 0 {
+        return Err(crossover::core::invalid!("--rounds must be at least 1"));
+    }
     let model = load_model(spec)?;
     let sample = sample_inputs(spec, &model, common.seq)?;
     let prices = parse_prices(&common.price)?;
@@ -571,17 +582,24 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64
             "the arrival rate must be a positive number, got {rate}"
         ));
     }
-    let workload = Workload {
-        requests: mix.requests,
-        rate,
-        bulk_share: mix.bulk_share,
-        bulk: mix.bulk,
-        seed: 7,
-    };
-    let trace = workload.trace()?;
+    // Each round is a fresh trace that every scenario replays in turn, starting one
+    // scenario later each round: a drift in the machine's speed falls on all alike.
+    let rounds = mix.rounds;
+    let traces: Vec<Vec<(Duration, usize)>> = (0..rounds)
+        .map(|r| {
+            Workload {
+                requests: mix.requests,
+                rate,
+                bulk_share: mix.bulk_share,
+                bulk: mix.bulk,
+                seed: 7 + r as u64,
+            }
+            .trace()
+        })
+        .collect::<Result<_>>()?;
     println!();
     println!(
-        "replaying {} requests ({:.0}% bulk of {} samples, the rest single) at {rate:.1}/s, Poisson arrivals",
+        "replaying {rounds} rounds of {} requests ({:.0}% bulk of {} samples, the rest single) at {rate:.1}/s, Poisson arrivals",
         mix.requests,
         mix.bulk_share * 100.0,
         mix.bulk
@@ -617,21 +635,44 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64
     if devices.len() > 1 {
         scenarios.push(("round-robin".into(), Policy::RoundRobin));
     }
-    let arrivals: Vec<Arrival> = trace
+    let sessions: Vec<Session> = scenarios
         .iter()
-        .map(|(at, n)| Arrival {
-            at: at.as_secs_f64(),
-            samples: *n,
+        .map(|(_, policy)| calibrated_session(&model, &sample, common, policy.clone()))
+        .collect::<Result<_>>()?;
+    let mut replayed: Vec<replay::Replayed> = vec![Default::default(); scenarios.len()];
+    for (r, trace) in traces.iter().enumerate() {
+        for k in 0..scenarios.len() {
+            let s = (k + r) % scenarios.len();
+            let got = replay::replay(&sessions[s], trace, &inputs, timeout)?;
+            replayed[s].absorb(got);
+        }
+    }
+    let round_arrivals: Vec<Vec<Arrival>> = traces
+        .iter()
+        .map(|trace| {
+            trace
+                .iter()
+                .map(|(at, n)| Arrival {
+                    at: at.as_secs_f64(),
+                    samples: *n,
+                })
+                .collect()
         })
         .collect();
+    // Every round's trace through the simulator, on the same curves and queues, pooled
+    // as the replays are.
+    let simulate_rounds = |fleet: &[SimDevice], policy: &Policy, batchable: bool| {
+        let deadline = Some(timeout.as_secs_f64());
+        let mut pooled = SimResult::default();
+        for arrivals in &round_arrivals {
+            pooled.absorb(simulate(fleet, policy, arrivals, batchable, deadline));
+        }
+        pooled
+    };
     let mut outcomes = Vec::new();
     let mut simulated = Vec::new();
-    for (name, policy) in scenarios {
-        let session = calibrated_session(&model, &sample, common, policy.clone())?;
-        outcomes.push(replay::replay(
-            &name, &session, &trace, &inputs, &prices, timeout,
-        )?);
-        // The same trace through the simulator, on the same curves and queues.
+    for (((name, policy), session), replayed) in scenarios.iter().zip(&sessions).zip(replayed) {
+        outcomes.push(replayed.outcome(name, session, &prices));
         let fleet = session
             .devices()
             .iter()
@@ -652,9 +693,8 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64
             })
             .collect::<Result<Vec<_>>>()?;
         let batchable = *session.batch_axis() == crossover::sched::BatchAxis::Leading;
-        let deadline = Some(timeout.as_secs_f64());
-        let forecast = simulate(&fleet, &policy, &arrivals, batchable, deadline);
-        // Again at the speed each device ran at in the replay, relative to calibration,
+        let forecast = simulate_rounds(&fleet, policy, batchable);
+        // Again at the speed each device ran at in the replays, relative to calibration,
         // beyond the slowdowns the simulator models itself.
         let stats = session.stats();
         let speed: Vec<(DeviceId, f64)> = fleet
@@ -686,9 +726,10 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64
                 ..d.clone()
             })
             .collect();
-        let check = simulate(&scaled, &policy, &arrivals, batchable, deadline);
+        let check = simulate_rounds(&scaled, policy, batchable);
         simulated.push((forecast, speed, check));
     }
+    drop(sessions);
     println!();
     replay::print(&outcomes);
     println!();

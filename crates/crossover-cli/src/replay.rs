@@ -73,7 +73,7 @@ fn quantiles(mut v: Vec<f64>) -> Quantiles {
     }
 }
 
-/// What one replay measured.
+/// What a scenario's replays measured, over every round.
 #[derive(Clone, Debug, Serialize)]
 pub struct Outcome {
     pub scenario: String,
@@ -92,17 +92,80 @@ pub struct Outcome {
     pub mean_run: f64,
 }
 
+/// What replays of one scenario measured, pooled over rounds.
+#[derive(Clone, Debug, Default)]
+pub struct Replayed {
+    /// Seconds from submission to reply, single requests and bulk ones.
+    singles: Vec<f64>,
+    bulk: Vec<f64>,
+    /// Samples answered, and the time from each replay's first arrival to its last reply.
+    samples: usize,
+    span: Duration,
+    errors: usize,
+    /// Single requests each device ran.
+    placed: BTreeMap<DeviceId, usize>,
+}
+
+impl Replayed {
+    /// Adds another round's replay of the same scenario.
+    pub fn absorb(&mut self, other: Replayed) {
+        self.singles.extend(other.singles);
+        self.bulk.extend(other.bulk);
+        self.samples += other.samples;
+        self.span += other.span;
+        self.errors += other.errors;
+        for (d, k) in other.placed {
+            *self.placed.entry(d).or_default() += k;
+        }
+    }
+
+    /// The scenario's outcome; cost and batching come from `session`'s counters, which
+    /// cover every round it replayed.
+    pub fn outcome(
+        self,
+        scenario: &str,
+        session: &Session,
+        prices: &BTreeMap<DeviceId, f64>,
+    ) -> Outcome {
+        let stats = session.stats();
+        let dollars: Option<f64> = stats
+            .iter()
+            .map(|s| price_of(prices, &s.device).map(|p| p / 3600.0 * s.busy.as_secs_f64()))
+            .sum();
+        let runs: u64 = stats.iter().map(|s| s.runs).sum();
+        let run_samples: u64 = stats.iter().map(|s| s.samples).sum();
+        let n_singles = self.singles.len().max(1) as f64;
+        Outcome {
+            scenario: scenario.to_string(),
+            singles: quantiles(self.singles),
+            bulk: quantiles(self.bulk),
+            throughput: self.samples as f64 / self.span.as_secs_f64().max(1e-9),
+            dollars_per_million: dollars.map(|d| d / self.samples.max(1) as f64 * 1e6),
+            errors: self.errors,
+            singles_on: self
+                .placed
+                .into_iter()
+                .map(|(d, k)| (d, k as f64 / n_singles))
+                .collect(),
+            mean_batch: if runs == 0 {
+                0.0
+            } else {
+                run_samples as f64 / runs as f64
+            },
+            mean_run: stats.iter().map(|s| s.busy.as_secs_f64()).sum::<f64>() / runs.max(1) as f64,
+        }
+    }
+}
+
 /// Replays `trace` through `session`; `inputs(n)` gives a request of `n` samples. A
 /// request still queued after `timeout` fails (as a client would give up), so a device
 /// that cannot keep up shows as errors instead of an unbounded replay.
 pub fn replay(
-    scenario: &str,
     session: &Session,
     trace: &[(Duration, usize)],
     inputs: &dyn Fn(usize) -> Result<Vec<Tensor>>,
-    prices: &BTreeMap<DeviceId, f64>,
     timeout: Duration,
-) -> Result<Outcome> {
+) -> Result<Replayed> {
     let mut templates: BTreeMap<usize, Vec<Tensor>> = BTreeMap::new();
     for (_, n) in trace {
         if !templates.contains_key(n) {
@@ -119,7 +182,7 @@ pub fn replay(
         }
         done
     });
-    let mut refused = 0;
+    let mut out = Replayed::default();
     for (at, n) in trace {
         let now = start.elapsed();
         if *at > now {
@@ -130,59 +193,28 @@ pub fn replay(
             Ok(t) => tx
                 .send((submitted, *n, t))
                 .expect("the collector outlives the sends"),
-            Err(_) => refused += 1,
+            Err(_) => out.errors += 1,
         }
     }
     drop(tx);
     let done = collector.join().expect("the collector does not panic");
-    let mut singles = Vec::new();
-    let mut bulk = Vec::new();
-    let mut placed: BTreeMap<DeviceId, usize> = BTreeMap::new();
-    let mut samples = 0usize;
-    let mut last = Duration::ZERO;
-    let mut errors = refused;
     for (submitted, n, reply) in done {
         match reply {
             Ok(r) => {
                 let latency = r.latency();
-                last = last.max(submitted + latency);
-                samples += n;
+                out.span = out.span.max(submitted + latency);
+                out.samples += n;
                 if n == 1 {
-                    singles.push(latency.as_secs_f64());
-                    *placed.entry(r.device().clone()).or_default() += 1;
+                    out.singles.push(latency.as_secs_f64());
+                    *out.placed.entry(r.device().clone()).or_default() += 1;
                 } else {
-                    bulk.push(latency.as_secs_f64());
+                    out.bulk.push(latency.as_secs_f64());
                 }
             }
-            Err(_) => errors += 1,
+            Err(_) => out.errors += 1,
         }
     }
-    let stats = session.stats();
-    let dollars: Option<f64> = stats
-        .iter()
-        .map(|s| price_of(prices, &s.device).map(|p| p / 3600.0 * s.busy.as_secs_f64()))
-        .sum();
-    let runs: u64 = stats.iter().map(|s| s.runs).sum();
-    let run_samples: u64 = stats.iter().map(|s| s.samples).sum();
-    let n_singles = singles.len().max(1) as f64;
-    Ok(Outcome {
-        scenario: scenario.to_string(),
-        singles: quantiles(singles),
-        bulk: quantiles(bulk),
-        throughput: samples as f64 / last.as_secs_f64().max(1e-9),
-        dollars_per_million: dollars.map(|d| d / samples.max(1) as f64 * 1e6),
-        errors,
-        singles_on: placed
-            .into_iter()
-            .map(|(d, k)| (d, k as f64 / n_singles))
-            .collect(),
-        mean_batch: if runs == 0 {
-            0.0
-        } else {
-            run_samples as f64 / runs as f64
-        },
-        mean_run: stats.iter().map(|s| s.busy.as_secs_f64()).sum::<f64>() / runs.max(1) as f64,
-    })
+    Ok(out)
 }
 
 pub fn print(outcomes: &[Outcome]) {

@@ -1,7 +1,7 @@
-//! The simulator next to real replays. `crossover tradeoffs` replays one Poisson trace of
-//! singles and bulk batches through the live scheduler under every policy and runs the
-//! same trace through the simulator on the same curves, queues and measured host costs,
-//! then prints both p50s side by side.
+//! The simulator next to real replays. `crossover tradeoffs` replays rounds of Poisson
+//! traces of singles and bulk batches through the live scheduler under every policy and
+//! runs the same traces through the simulator on the same curves, queues and measured host
+//! costs, then prints both p50s side by side.
 //!
 //! How close they are is a measurement, reported by `cargo xtask bench` (the
 //! "Simulator against replays" section of its report), not asserted here: on a shared

@@ -148,6 +148,26 @@ pub struct SimResult {
 }
 
 impl SimResult {
+    /// Adds a simulation of another trace on the same devices, as if run after this one.
+    pub fn absorb(&mut self, other: SimResult) {
+        let add = |a: &mut Vec<f64>, b: Vec<f64>| {
+            a.resize(a.len().max(b.len()), 0.0);
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        };
+        add(&mut self.busy, other.busy);
+        add(&mut self.calibrated_busy, other.calibrated_busy);
+        let add = |a: &mut Vec<usize>, b: Vec<usize>| {
+            a.resize(a.len().max(b.len()), 0);
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        };
+        add(&mut self.runs, other.runs);
+        add(&mut self.run_samples, other.run_samples);
+        self.latencies.extend(other.latencies);
+        self.makespan += other.makespan;
+        self.refused += other.refused;
+        self.expired += other.expired;
+    }
+
     /// Latency quantile `q` (0..=1) of requests with `samples` samples (all when `None`).
     pub fn quantile(&self, q: f64, samples: Option<usize>) -> f64 {
         let mut v: Vec<f64> = self
