@@ -757,9 +757,25 @@ fn tradeoffs(spec: &str, common: &Common, mix: Mix, timeout: Duration, load: f64
             .iter()
             .max_by(|a, b| a.throughput.total_cmp(&b.throughput)),
     ) {
+        // "No worse" is judged against chance: a baseline routing singles as the policy
+        // does differs from it by noise alone.
+        let tail =
+            match replay::p99_difference(&latency.single_latencies, &best_p99.single_latencies) {
+                Some((d, lo, hi)) => format!(
+                    " ({d:+.2} ms, 95% interval {lo:+.2} to {hi:+.2} ms: {})",
+                    if lo > 0.0 {
+                        "worse"
+                    } else if hi < 0.0 {
+                        "better"
+                    } else {
+                        "the same within the replays' noise"
+                    }
+                ),
+                None => String::new(),
+            };
         println!();
         println!(
-            "latency policy: single p99 {:.2} ms vs {:.2} ms for the best baseline ({}); throughput {:.1}/s = {:.2}x the best baseline ({})",
+            "latency policy: single p99 {:.2} ms vs {:.2} ms for the best baseline ({}){tail}; throughput {:.1}/s = {:.2}x the best baseline ({})",
             latency.singles.p99_ms,
             best_p99.singles.p99_ms,
             best_p99.scenario,

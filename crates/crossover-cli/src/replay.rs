@@ -90,6 +90,9 @@ pub struct Outcome {
     pub mean_batch: f64,
     /// Mean seconds of a run's stages.
     pub mean_run: f64,
+    /// Every single request's latency, seconds, for comparing tails.
+    #[serde(skip)]
+    pub single_latencies: Vec<f64>,
 }
 
 /// What replays of one scenario measured, pooled over rounds.
@@ -137,7 +140,8 @@ impl Replayed {
         let n_singles = self.singles.len().max(1) as f64;
         Outcome {
             scenario: scenario.to_string(),
-            singles: quantiles(self.singles),
+            singles: quantiles(self.singles.clone()),
+            single_latencies: self.singles,
             bulk: quantiles(self.bulk),
             throughput: self.samples as f64 / self.span.as_secs_f64().max(1e-9),
             dollars_per_million: dollars.map(|d| d / self.samples.max(1) as f64 * 1e6),
@@ -215,6 +219,34 @@ pub fn replay(
         }
     }
     Ok(out)
+}
+
+/// How much higher `a`'s p99 is than `b`'s, milliseconds, with a 95% bootstrap interval:
+/// two scenarios that route alike differ by chance alone, and an interval that holds zero
+/// says the replays cannot tell them apart. `None` without latencies on either side.
+pub fn p99_difference(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
+    const RESAMPLES: usize = 2000;
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    fn p99(v: &mut [f64]) -> f64 {
+        let k = ((v.len() - 1) as f64 * 0.99).round() as usize;
+        *v.select_nth_unstable_by(k, f64::total_cmp).1 * 1e3
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut resample = |v: &[f64], out: &mut Vec<f64>| {
+        out.clear();
+        out.extend((0..v.len()).map(|_| v[rng.gen_range(0..v.len())]));
+        p99(out)
+    };
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    let mut diffs: Vec<f64> = (0..RESAMPLES)
+        .map(|_| resample(a, &mut ra) - resample(b, &mut rb))
+        .collect();
+    diffs.sort_by(f64::total_cmp);
+    let at = |q: f64| diffs[((RESAMPLES - 1) as f64 * q).round() as usize];
+    let point = p99(&mut a.to_vec()) - p99(&mut b.to_vec());
+    Some((point, at(0.025), at(0.975)))
 }
 
 pub fn print(outcomes: &[Outcome]) {
@@ -414,5 +446,33 @@ pub fn print_agreement(rows: &[Agreement]) {
              the forecast is not held to the replay there; the check is",
             STEADY * 100.0
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Latencies around 0.1 ms with a tail, seconds.
+    fn latencies(seed: u64, shift: f64) -> Vec<f64> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let tail = Exp::new(5000.0).unwrap();
+        (0..400)
+            .map(|_| 1e-4 + tail.sample(&mut rng) + shift)
+            .collect()
+    }
+
+    #[test]
+    fn p99_difference_tells_chance_from_a_worse_tail() {
+        let (d, lo, hi) = p99_difference(&latencies(1, 0.0), &latencies(2, 0.0)).unwrap();
+        assert!(lo < 0.0 && 0.0 < hi, "{d} [{lo}, {hi}]: same distribution");
+        let (d, lo, hi) = p99_difference(&latencies(1, 1e-3), &latencies(2, 0.0)).unwrap();
+        assert!(
+            lo > 0.0 && (d - 1.0).abs() < 0.5,
+            "{d} [{lo}, {hi}]: 1 ms worse"
+        );
+        let (_, _, hi) = p99_difference(&latencies(1, 0.0), &latencies(2, 1e-3)).unwrap();
+        assert!(hi < 0.0, "1 ms better");
+        assert!(p99_difference(&[], &[1.0]).is_none());
     }
 }

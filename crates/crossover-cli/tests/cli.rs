@@ -147,7 +147,18 @@ fn tradeoffs_profiles_then_replays_every_policy_and_baseline() {
             .unwrap_or(usize::MAX);
         assert_eq!(errors, 0, "{row}");
     }
-    assert!(text.contains("latency policy: single p99"), "{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("latency policy: single p99"))
+        .unwrap_or_else(|| panic!("no latency-policy summary:\n{text}"));
+    assert!(
+        summary.contains("95% interval")
+            && ["worse", "better", "the same within"]
+                .iter()
+                .any(|v| summary.contains(v)),
+        "{summary}"
+    );
+    assert!(text.contains("replaying 3 rounds of 30 requests"), "{text}");
 }
 
 #[test]
