@@ -156,25 +156,72 @@ macro_rules! map_array {
     };
 }
 
+/// The Rust element type of a [`DType`] variant named as an identifier: `element_type!(F32)`.
+#[macro_export]
+macro_rules! element_type {
+    (F32) => {
+        f32
+    };
+    (F64) => {
+        f64
+    };
+    (F16) => {
+        $crate::tensor::f16
+    };
+    (BF16) => {
+        $crate::tensor::bf16
+    };
+    (I8) => {
+        i8
+    };
+    (I16) => {
+        i16
+    };
+    (I32) => {
+        i32
+    };
+    (I64) => {
+        i64
+    };
+    (U8) => {
+        u8
+    };
+    (U16) => {
+        u16
+    };
+    (U32) => {
+        u32
+    };
+    (U64) => {
+        u64
+    };
+    (Bool) => {
+        bool
+    };
+    (String) => {
+        String
+    };
+}
+
 /// Calls the generic `$f::<T>(args)` for the element type of the [`DType`] `$d`.
 #[macro_export]
 macro_rules! by_dtype {
     ($d:expr, $f:ident ( $($a:expr),* )) => {
         match $d {
-            $crate::DType::F32 => $f::<f32>($($a),*),
-            $crate::DType::F64 => $f::<f64>($($a),*),
-            $crate::DType::F16 => $f::<$crate::tensor::f16>($($a),*),
-            $crate::DType::BF16 => $f::<$crate::tensor::bf16>($($a),*),
-            $crate::DType::I8 => $f::<i8>($($a),*),
-            $crate::DType::I16 => $f::<i16>($($a),*),
-            $crate::DType::I32 => $f::<i32>($($a),*),
-            $crate::DType::I64 => $f::<i64>($($a),*),
-            $crate::DType::U8 => $f::<u8>($($a),*),
-            $crate::DType::U16 => $f::<u16>($($a),*),
-            $crate::DType::U32 => $f::<u32>($($a),*),
-            $crate::DType::U64 => $f::<u64>($($a),*),
-            $crate::DType::Bool => $f::<bool>($($a),*),
-            $crate::DType::String => $f::<String>($($a),*),
+            $crate::DType::F32 => $f::<$crate::element_type!(F32)>($($a),*),
+            $crate::DType::F64 => $f::<$crate::element_type!(F64)>($($a),*),
+            $crate::DType::F16 => $f::<$crate::element_type!(F16)>($($a),*),
+            $crate::DType::BF16 => $f::<$crate::element_type!(BF16)>($($a),*),
+            $crate::DType::I8 => $f::<$crate::element_type!(I8)>($($a),*),
+            $crate::DType::I16 => $f::<$crate::element_type!(I16)>($($a),*),
+            $crate::DType::I32 => $f::<$crate::element_type!(I32)>($($a),*),
+            $crate::DType::I64 => $f::<$crate::element_type!(I64)>($($a),*),
+            $crate::DType::U8 => $f::<$crate::element_type!(U8)>($($a),*),
+            $crate::DType::U16 => $f::<$crate::element_type!(U16)>($($a),*),
+            $crate::DType::U32 => $f::<$crate::element_type!(U32)>($($a),*),
+            $crate::DType::U64 => $f::<$crate::element_type!(U64)>($($a),*),
+            $crate::DType::Bool => $f::<$crate::element_type!(Bool)>($($a),*),
+            $crate::DType::String => $f::<$crate::element_type!(String)>($($a),*),
         }
     };
 }

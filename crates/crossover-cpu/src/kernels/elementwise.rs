@@ -28,52 +28,6 @@ fn dtype_error(op: &str, a: &Tensor, b: Option<&Tensor>) -> Error {
     }
 }
 
-/// The Rust element type of a `DType` variant.
-macro_rules! elem {
-    (F32) => {
-        f32
-    };
-    (F64) => {
-        f64
-    };
-    (F16) => {
-        f16
-    };
-    (BF16) => {
-        bf16
-    };
-    (I8) => {
-        i8
-    };
-    (I16) => {
-        i16
-    };
-    (I32) => {
-        i32
-    };
-    (I64) => {
-        i64
-    };
-    (U8) => {
-        u8
-    };
-    (U16) => {
-        u16
-    };
-    (U32) => {
-        u32
-    };
-    (U64) => {
-        u64
-    };
-    (Bool) => {
-        bool
-    };
-    (String) => {
-        String
-    };
-}
-
 /// Matches one tensor's dtype against the listed ones, binding a view of its elements to
 /// `$a`: a view, so an input the caller lent is read in place.
 macro_rules! one {
@@ -81,7 +35,7 @@ macro_rules! one {
         let t: &Tensor = $t;
         match t.dtype() {
             $(DType::$v => {
-                let $a = t.view::<elem!($v)>()?;
+                let $a = t.view::<crossover_core::element_type!($v)>()?;
                 $body
             })*
             _ => return Err(dtype_error($op, t, None)),
@@ -95,7 +49,10 @@ macro_rules! pair {
         let (l, r): (&Tensor, &Tensor) = ($l, $r);
         match (l.dtype(), r.dtype()) {
             $((DType::$v, DType::$v) => {
-                let ($a, $b) = (l.view::<elem!($v)>()?, r.view::<elem!($v)>()?);
+                let ($a, $b) = (
+                    l.view::<crossover_core::element_type!($v)>()?,
+                    r.view::<crossover_core::element_type!($v)>()?,
+                );
                 $body
             })*
             _ => return Err(dtype_error($op, l, Some(r))),
