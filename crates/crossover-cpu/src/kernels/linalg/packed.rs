@@ -1,8 +1,10 @@
 //! `x · W + bias` for a constant f32 `W`, packed once into the layout our micro-kernels
 //! read. The `gemm` crate repacks both operands on every call (a fifth of the encoder's
-//! time at batch 1); here only the activations are packed, into blocks of [`Shape::mr`]
-//! rows, and each tile of `mr` rows × two vectors of columns keeps its sums in registers
-//! from the bias to the activation at the store.
+//! time at batch 1); here the activations are read where they lie, a tile of
+//! [`Shape::mr`] rows broadcasting one value of each row per step of `k` (packing them
+//! cost a tenth of a 128 × 1536 × 384 product and bought nothing), and each tile of `mr`
+//! rows × two vectors of columns keeps its sums in registers from the bias to the
+//! activation at the store.
 
 use std::mem::MaybeUninit;
 
@@ -11,7 +13,7 @@ use rayon::prelude::*;
 use super::gemm::FEW_ROWS;
 use crate::kernels::simd::Isa;
 
-/// Bytes of packed rows a task takes at most: they stay in L2 while the panels stream by.
+/// Bytes of `x`'s rows a task takes at most: they stay in L2 while the panels stream by.
 /// Splitting rows further costs passes over the weights, and tasks of unequal rows (on a
 /// 2 MiB L2, 128 × 384 rows in two tasks ran 20% slower than in one).
 const ROW_BYTES_PER_TASK: usize = 768 << 10;
@@ -115,7 +117,6 @@ impl PackedWeights {
         }
         let threads = rayon::current_num_threads();
         let parallel = threads > 1 && m * k * n >= PARALLEL_MADDS;
-        let packed = self.pack_rows(x, m, parallel);
         let panels = n.div_ceil(nr);
         let blocks = m.div_ceil(mr);
         let out = Out(y.as_mut_ptr().cast());
@@ -123,7 +124,7 @@ impl PackedWeights {
         let task = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
             for j in cols {
                 for b in rows.clone() {
-                    self.tile(&packed, m, b, j, relu, &out);
+                    self.tile(x, m, b, j, relu, &out);
                 }
             }
         };
@@ -150,43 +151,19 @@ impl PackedWeights {
         }
     }
 
-    /// `x`'s rows in blocks of `mr`, each `k × rows` column-interleaved, so that a tile
-    /// reads its rows' values at one step of `k` from one place. The last block holds
-    /// the `m % mr` rows left, if any. Blocks are packed in parallel where the product
-    /// runs so: serial packing took a tenth of a two-thread 128 × 384 × 1536 product.
-    fn pack_rows(&self, x: &[f32], m: usize, parallel: bool) -> Vec<f32> {
-        let (k, mr) = (self.k, self.shape.mr);
-        let mut packed = vec![0.0; m * k];
-        let pack = |(b, block): (usize, &mut [f32])| {
-            let rows = block.len() / k.max(1);
-            for r in 0..rows {
-                let src = &x[(b * mr + r) * k..(b * mr + r + 1) * k];
-                for (p, &v) in src.iter().enumerate() {
-                    block[p * rows + r] = v;
-                }
-            }
-        };
-        if parallel {
-            packed.par_chunks_mut(mr * k).enumerate().for_each(pack);
-        } else {
-            packed.chunks_mut(mr * k).enumerate().for_each(pack);
-        }
-        packed
-    }
-
     /// Row block `b` × panel `j` of the product.
-    fn tile(&self, packed: &[f32], m: usize, b: usize, j: usize, relu: bool, out: &Out) {
+    fn tile(&self, x: &[f32], m: usize, b: usize, j: usize, relu: bool, out: &Out) {
         let (k, n, Shape { mr, nr }) = (self.k, self.n, self.shape);
         let rows = mr.min(m - b * mr);
         let cols = nr.min(n - j * nr);
-        let a = packed[b * mr * k..(b * mr + rows) * k].as_ptr();
+        let a = x[b * mr * k..(b * mr + rows) * k].as_ptr();
         let w = lines(&self.panels)[j * k * nr..(j + 1) * k * nr].as_ptr();
         let bias = self
             .bias
             .as_ref()
             .map_or(std::ptr::null(), |v| v[j * nr..].as_ptr());
         // SAFETY: (b, j) is in range, so tile rows × cols lies inside `y`'s m × n, and
-        // tiles are disjoint; `a` holds k × rows values and `w` k × nr; `bias`, when
+        // tiles are disjoint; `a` holds rows × k values and `w` k × nr; `bias`, when
         // present, has nr values from j·nr.
         unsafe {
             let c = out.0.add(b * mr * n + j * nr);
@@ -274,7 +251,7 @@ unsafe impl Sync for Out {}
 #[derive(Clone, Copy)]
 struct Tile {
     k: usize,
-    /// `k × rows` packed values, readable.
+    /// `rows` rows of `k` values, readable.
     a: *const f32,
     /// `k × nr` panel values, readable.
     w: *const f32,
@@ -307,9 +284,8 @@ macro_rules! tile_kernel {
                 for p in 0..t.k {
                     let w = t.w.add(p * 2 * $lanes);
                     let (w0, w1) = ($load(w), $load(w.add($lanes)));
-                    let a = t.a.add(p * R);
                     for (r, s) in acc.iter_mut().enumerate() {
-                        let av = $set1(*a.add(r));
+                        let av = $set1(*t.a.add(r * t.k + p));
                         s[0] = $fmadd(av, w0, s[0]);
                         s[1] = $fmadd(av, w1, s[1]);
                     }
