@@ -281,14 +281,28 @@ macro_rules! tile_kernel {
                     [$load(t.bias), $load(t.bias.add($lanes))]
                 };
                 let mut acc = [init; R];
-                for p in 0..t.k {
+                // One step of `k` at `p`, its row values at offset `u` from `a`.
+                let step = |acc: &mut [[_; 2]; R], a: *const f32, p: usize, u: usize| {
                     let w = t.w.add(p * 2 * $lanes);
                     let (w0, w1) = ($load(w), $load(w.add($lanes)));
                     for (r, s) in acc.iter_mut().enumerate() {
-                        let av = $set1(*t.a.add(r * t.k + p));
+                        let av = $set1(*a.add(r * t.k + u));
                         s[0] = $fmadd(av, w0, s[0]);
                         s[1] = $fmadd(av, w1, s[1]);
                     }
+                };
+                // Four steps per pass, so that the rows' addresses (one add or lea each,
+                // competing with the FMAs for their ports) are computed once per four.
+                let mut p = 0;
+                while p + 4 <= t.k {
+                    let a = t.a.add(p);
+                    for u in 0..4 {
+                        step(&mut acc, a, p + u, u);
+                    }
+                    p += 4;
+                }
+                for p in p..t.k {
+                    step(&mut acc, t.a.add(p), p, 0);
                 }
                 for (r, s) in acc.iter().enumerate() {
                     let row = t.c.add(r * t.ldc);
