@@ -492,9 +492,13 @@ mod tests {
         // On the 13×18 conv output: 3×2 windows with a row and a column of padding at
         // the end in ceil mode (a last window starting in the padding is dropped), and
         // 2×2 windows with padding first, whose first column holds one tap.
-        let pools: [([i64; 4], [usize; 2], [usize; 2], bool); 2] = [
+        // Then 2×2 squares from the corner (the last row left out), and the same in ceil
+        // mode, whose last row of windows holds one row.
+        let pools: [([i64; 4], [usize; 2], [usize; 2], bool); 4] = [
             ([0, 0, 1, 1], [3, 2], [7, 9], true),
             ([1, 1, 0, 0], [2, 2], [7, 9], false),
+            ([0, 0, 0, 0], [2, 2], [6, 9], false),
+            ([0, 0, 0, 0], [2, 2], [7, 9], true),
         ];
         for (pads, [kh, kw], grid, ceil_mode) in pools {
             let pa = PoolAttrs {
