@@ -61,7 +61,7 @@ impl Warmth {
                     Some(rayon::Yield::Executed) => idle = 0,
                     _ => {
                         idle += 1;
-                        if idle % POLLS_PER_YIELD == 0 {
+                        if idle.is_multiple_of(POLLS_PER_YIELD) {
                             std::thread::yield_now();
                         } else {
                             std::hint::spin_loop();

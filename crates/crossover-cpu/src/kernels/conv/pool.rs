@@ -229,6 +229,16 @@ fn max_plane_2d<T: PartialOrd + Copy>(
     }
 }
 
+/// Whether every window of 2-D pooling `g` is a whole 2×2 square at stride 2 from the
+/// top-left corner: no padding, and in ceil mode no window hanging past the edge.
+pub(super) fn corner_squares(g: &Geometry) -> bool {
+    g.grid.len() == 2
+        && (0..2).all(|d| {
+            (g.kernel[d], g.strides[d], g.dilations[d], g.pad_begin[d]) == (2, 2, 1, 0)
+                && 2 * g.grid[d] <= g.image[d]
+        })
+}
+
 /// The window maxima of 2-D planes (values only), planned once for a geometry: first
 /// the maxima down each column over a window's rows, which vectorises, then across each
 /// window's columns. A window with no valid tap is left as it was.
@@ -240,8 +250,8 @@ pub(super) struct PlaneMax<'a> {
     /// Output columns whose window is the whole pair `2c - pad, 2c - pad + 1` (2-wide
     /// windows of stride 2), taken two lanes at a time.
     pairs: std::ops::Range<usize>,
-    /// Every window is a whole 2×2 square at stride 2 from the top-left corner, which
-    /// [`max_of_squares`] takes in one pass (f32 only).
+    /// Every window is a [`corner_squares`] one, which [`max_of_squares`] takes in one
+    /// pass (f32 only).
     squares: bool,
 }
 
@@ -257,17 +267,12 @@ impl<'a> PlaneMax<'a> {
             }
             _ => 0..0,
         };
-        let squares = g.grid.len() == 2
-            && (0..2).all(|d| {
-                (g.kernel[d], g.strides[d], g.dilations[d], g.pad_begin[d]) == (2, 2, 1, 0)
-                    && 2 * g.grid[d] <= g.image[d]
-            });
         PlaneMax {
             g,
             rows,
             cols,
             pairs,
-            squares,
+            squares: corner_squares(g),
         }
     }
 

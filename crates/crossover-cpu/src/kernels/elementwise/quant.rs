@@ -134,15 +134,12 @@ fn rint(v: f64) -> f64 {
     }
 }
 
-fn zip3<F: Send + Sync, O: Send>(
+fn zip3<F: Copy + Send + Sync, O: Send>(
     x: &ArrayViewD<F>,
     s: &ArrayViewD<F>,
     z: &ArrayViewD<f64>,
     f: impl Fn(F, F, f64) -> O + Sync + Send,
-) -> Result<ArrayD<O>>
-where
-    F: Copy,
-{
+) -> Result<ArrayD<O>> {
     let shape = x.shape();
     let (sv, zv) = (view_as(s, shape)?, view_as(z, shape)?);
     let zip = Zip::from(x).and(&sv).and(&zv);
