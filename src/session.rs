@@ -85,7 +85,7 @@ impl SessionBuilder {
         self
     }
 
-    /// Worker threads for the CPU; all cores when unset.
+    /// Threads a CPU run uses, the calling thread among them; all cores when unset.
     pub fn threads(mut self, threads: usize) -> Self {
         self.threads = Some(threads);
         self

@@ -102,7 +102,8 @@ pub struct DeviceInfo {
 
 #[derive(Clone)]
 pub struct CompileOptions {
-    /// Worker threads for backends that use host threads; `None` = all cores.
+    /// Threads a run uses on backends that use host threads, the calling thread among
+    /// them (as ONNX Runtime's `intra_op_num_threads`); `None` = all cores.
     pub threads: Option<usize>,
     /// Whether host worker threads spin between close runs instead of sleeping, as ONNX
     /// Runtime's `session.intra_op.allow_spinning` (on by default): it saves a wake-up

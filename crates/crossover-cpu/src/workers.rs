@@ -1,14 +1,16 @@
-//! The CPU backend's worker threads, kept awake between runs.
+//! The CPU backend's worker threads: the caller among them, kept awake between runs.
 //!
-//! A rayon pool's idle threads sleep on a futex within microseconds, and a run handed to
-//! sleeping threads pays a wake-up on the way in and another on the way back: 25 µs on a
-//! quiet 2-core VM, 100 µs after a millisecond of idleness — more than a small model's
-//! compute. So after each run the workers linger, spinning for new work, for
-//! [`LINGER`]; the caller spins on its result for up to [`CALLER_SPIN`] before it blocks.
-//! ONNX Runtime's intra-op pool spins the same way by default; as there,
+//! A run executes on the calling thread, as worker 0 of a crew of `threads` built for
+//! that thread at its first run, with `threads - 1` workers beside it (see [`Workers`]).
+//! A rayon pool's idle threads sleep on a futex within microseconds, and a run that
+//! needs sleeping threads pays a wake-up: 25 µs on a quiet 2-core VM, 100 µs after a
+//! millisecond of idleness — more than a small model's compute. So after each run the
+//! workers linger, spinning for new work, for [`LINGER`]; a caller that hands its run to
+//! the shared crew spins on its result for up to [`CALLER_SPIN`] before it blocks. ONNX
+//! Runtime's intra-op pool spins the same way by default; as there,
 //! `CompileOptions::allow_spinning` turns both off.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,12 +28,29 @@ const POLLS_PER_YIELD: u32 = 64;
 thread_local! {
     /// Set while this thread runs a lingerer: one it starts inside another returns at once.
     static LINGERING: Cell<bool> = const { Cell::new(false) };
+    /// The crew this thread takes part in as worker 0, built at its first run (`None`
+    /// where it cannot: a worker of some other pool).
+    static OWN: OnceCell<Option<Crew>> = const { OnceCell::new() };
 }
 
+/// Where a run goes. A caller thread runs on a crew of its own, in which it is one of
+/// the `threads` (as ONNX Runtime's caller is one of its intra-op threads): on two
+/// cores, a caller that waited on two workers was a third thread competing for them,
+/// and a batch-1 run took longer on two threads than on one. A caller that cannot join
+/// a crew of this size (a rayon worker elsewhere, or a thread whose own crew has
+/// another size) hands its run to the shared crew and waits.
 pub(crate) struct Workers {
+    threads: usize,
+    shared: Crew,
+    spin: bool,
+}
+
+/// A pool and its lingering state.
+struct Crew {
     pool: rayon::ThreadPool,
     warmth: Arc<Warmth>,
-    spin: bool,
+    /// Whether worker 0 is the thread that built it (and lingers never).
+    caller_inside: bool,
 }
 
 struct Warmth {
@@ -51,10 +70,14 @@ impl Warmth {
 
     /// Polls for rayon work until `until` passes. It does not start while a run is in
     /// flight: a worker waiting inside a run's join can steal a lingerer, and one that
-    /// spun there would hold that run back until `until`.
+    /// spun there would hold that run back until `until`. Nor on a caller that is
+    /// worker 0 of its crew, which may be waiting on another crew's run.
     fn linger_here(&self) {
         let nested = LINGERING.with(|l| l.replace(true));
-        if !nested && self.in_flight.load(Ordering::Acquire) == 0 {
+        let caller = OWN
+            .try_with(|own| own.get().is_some_and(|c| c.is_some()))
+            .unwrap_or(false);
+        if !nested && !caller && self.in_flight.load(Ordering::Acquire) == 0 {
             let mut idle = 0u32;
             while self.now() < self.until.load(Ordering::Relaxed) {
                 match rayon::yield_now() {
@@ -75,20 +98,17 @@ impl Warmth {
     }
 }
 
-impl Workers {
-    /// `threads` workers (`None`: one per core), which linger and let callers spin
-    /// when `spin`.
-    pub(crate) fn new(threads: Option<usize>, spin: bool) -> Result<Workers> {
-        let mut builder =
-            rayon::ThreadPoolBuilder::new().thread_name(|i| format!("crossover-cpu-{i}"));
-        if let Some(t) = threads {
-            builder = builder.num_threads(t);
+impl Crew {
+    /// `threads` threads, the calling one among them when `with_caller`.
+    fn new(threads: usize, with_caller: bool) -> std::result::Result<Crew, String> {
+        let mut builder = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("crossover-cpu-{i}"));
+        if with_caller {
+            builder = builder.use_current_thread();
         }
-        let pool = builder.build().map_err(|e| Error::Device {
-            device: "cpu".into(),
-            message: format!("cannot start the worker threads: {e}"),
-        })?;
-        Ok(Workers {
+        let pool = builder.build().map_err(|e| e.to_string())?;
+        Ok(Crew {
             pool,
             warmth: Arc::new(Warmth {
                 epoch: Instant::now(),
@@ -96,39 +116,25 @@ impl Workers {
                 lingering: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
             }),
-            spin,
+            caller_inside: with_caller,
         })
     }
 
-    /// Runs `f` on the workers and returns its result (a panic in `f` resumes here).
-    pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        struct InFlight<'a>(&'a AtomicUsize);
-        impl Drop for InFlight<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        self.warmth.in_flight.fetch_add(1, Ordering::AcqRel);
-        let in_flight = InFlight(&self.warmth.in_flight);
-        let mut out = None;
-        let done = AtomicBool::new(false);
-        self.pool.in_place_scope(|s| {
-            s.spawn(|_| {
-                out = Some(f());
-                done.store(true, Ordering::Release);
+    /// The calling thread's own crew of `threads`, built at its first run.
+    fn own<R>(threads: usize, f: impl FnOnce(Option<&Crew>) -> R) -> R {
+        OWN.with(|own| {
+            let crew = own.get_or_init(|| {
+                // A rayon worker cannot be worker 0 of a second pool; a crew that
+                // cannot start its threads leaves the shared one.
+                rayon::current_thread_index()
+                    .is_none()
+                    .then(|| Crew::new(threads, true).ok())
+                    .flatten()
             });
-            if self.spin {
-                let start = Instant::now();
-                while !done.load(Ordering::Acquire) && start.elapsed() < CALLER_SPIN {
-                    std::thread::yield_now();
-                }
-            }
-        });
-        drop(in_flight);
-        if self.spin {
-            self.keep_warm();
-        }
-        out.expect("a scope returns once its spawned work has run")
+            f(crew
+                .as_ref()
+                .filter(|c| c.pool.current_num_threads() == threads))
+        })
     }
 
     /// Extends the lingering time and spawns a lingerer for each worker without one.
@@ -136,7 +142,7 @@ impl Workers {
         let w = &self.warmth;
         let until = w.now() + LINGER.as_nanos() as u64;
         w.until.fetch_max(until, Ordering::Relaxed);
-        let threads = self.pool.current_num_threads();
+        let threads = self.pool.current_num_threads() - usize::from(self.caller_inside);
         let mut n = w.lingering.load(Ordering::Acquire);
         while n < threads {
             match w
@@ -154,12 +160,145 @@ impl Workers {
     }
 }
 
+/// Counts a run in flight until dropped (also when the run panics).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Workers {
+    /// `threads` workers (`None`: one per core), which linger and let callers spin
+    /// when `spin`.
+    pub(crate) fn new(threads: Option<usize>, spin: bool) -> Result<Workers> {
+        let threads =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let shared = Crew::new(threads, false).map_err(|message| Error::Device {
+            device: "cpu".into(),
+            message: format!("cannot start the worker threads: {message}"),
+        })?;
+        Ok(Workers {
+            threads,
+            shared,
+            spin,
+        })
+    }
+
+    /// Runs `f` on the workers and returns its result (a panic in `f` resumes here).
+    pub(crate) fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        Crew::own(self.threads, |own| match own {
+            Some(crew) => {
+                let in_flight = InFlight::new(&crew.warmth.in_flight);
+                // On worker 0 of the crew: `install` runs `f` on this thread.
+                let out = crew.pool.install(f);
+                drop(in_flight);
+                if self.spin {
+                    crew.keep_warm();
+                }
+                out
+            }
+            None => self.run_shared(f),
+        })
+    }
+
+    /// Hands `f` to the shared crew and waits, spinning first when `spin`.
+    fn run_shared<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let crew = &self.shared;
+        let in_flight = InFlight::new(&crew.warmth.in_flight);
+        let mut out = None;
+        let done = AtomicBool::new(false);
+        crew.pool.in_place_scope(|s| {
+            s.spawn(|_| {
+                out = Some(f());
+                done.store(true, Ordering::Release);
+            });
+            if self.spin {
+                let start = Instant::now();
+                while !done.load(Ordering::Acquire) && start.elapsed() < CALLER_SPIN {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        drop(in_flight);
+        if self.spin {
+            crew.keep_warm();
+        }
+        out.expect("a scope returns once its spawned work has run")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn workers(n: usize) -> Workers {
         Workers::new(Some(n), true).unwrap()
+    }
+
+    /// Lingerers of the crew a run from this thread goes to.
+    fn lingering(w: &Workers) -> usize {
+        Crew::own(w.threads, |own| {
+            own.unwrap_or(&w.shared)
+                .warmth
+                .lingering
+                .load(Ordering::Acquire)
+        })
+    }
+
+    #[test]
+    fn the_caller_is_one_of_the_threads() {
+        let w = workers(2);
+        let me = std::thread::current().id();
+        for _ in 0..20 {
+            let (here, index, ids) = w.run(|| {
+                let ids = rayon::broadcast(|_| std::thread::current().id());
+                (
+                    std::thread::current().id(),
+                    rayon::current_thread_index(),
+                    ids,
+                )
+            });
+            assert_eq!(here, me, "the run left the calling thread");
+            assert_eq!(index, Some(0));
+            assert_eq!(ids.len(), 2);
+            assert!(ids.contains(&me) && ids[0] != ids[1], "{ids:?}");
+        }
+    }
+
+    #[test]
+    fn callers_that_cannot_take_part_use_the_shared_crew() {
+        // This thread's own crew has 2 threads; a 3-thread session runs elsewhere.
+        let (two, three) = (workers(2), workers(3));
+        assert_eq!(two.run(rayon::current_num_threads), 2);
+        assert_eq!(three.run(rayon::current_num_threads), 3);
+        let me = std::thread::current().id();
+        assert_ne!(three.run(|| std::thread::current().id()), me);
+        // A worker of another pool cannot join one: its runs go to the shared crew.
+        let other = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let (sum, threads) =
+            other.install(|| two.run(|| (rayon::join(|| 1, || 2), rayon::current_num_threads())));
+        assert_eq!((sum, threads), ((1, 2), 2));
+        // A one-thread crew is the caller alone.
+        std::thread::spawn(|| {
+            let one = workers(1);
+            let me = std::thread::current().id();
+            assert_eq!(one.run(|| std::thread::current().id()), me);
+            assert_eq!(lingering(&one), 0, "a crew of the caller alone lingers");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
@@ -213,7 +352,7 @@ mod tests {
         let w = Workers::new(Some(2), false).unwrap();
         for i in 0..50u64 {
             assert_eq!(w.run(|| rayon::join(|| i, || i + 1)), (i, i + 1));
-            assert_eq!(w.warmth.lingering.load(Ordering::Acquire), 0, "run {i}");
+            assert_eq!(lingering(&w), 0, "run {i}");
         }
     }
 
@@ -222,7 +361,8 @@ mod tests {
         let w = workers(2);
         w.run(|| ());
         let start = Instant::now();
-        while w.warmth.lingering.load(Ordering::Acquire) > 0 {
+        assert!(lingering(&w) <= 1, "worker 0, the caller, lingers too");
+        while lingering(&w) > 0 {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "lingerers still spinning 10 s after the last run"
