@@ -177,8 +177,8 @@ impl Drop for InFlight<'_> {
 }
 
 impl Workers {
-    /// `threads` workers (`None`: one per core), which linger and let callers spin
-    /// when `spin`.
+    /// Runs on `threads` threads, the caller among them (`None`: one per core); the
+    /// workers linger, and callers of the shared crew spin, when `spin`.
     pub(crate) fn new(threads: Option<usize>, spin: bool) -> Result<Workers> {
         let threads =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
