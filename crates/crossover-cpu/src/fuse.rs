@@ -9,10 +9,14 @@
 //! activation is never stored.
 //!
 //! Attention's `Softmax(scores · c + mask)` over the last axis becomes one
-//! [`MaskedSoftmax`] pass over the scores instead of three.
+//! [`MaskedSoftmax`] pass over the scores instead of three; and the whole of multi-head
+//! attention, from the heads' split of the projections to their merge, one
+//! [`Attention`](attention::Attention) step that copies none of its transposes.
 //!
 //! A chain is fused only when every value it swallows has no other reader and is not a
 //! graph output, so the fused graph computes exactly what the original did.
+
+mod attention;
 
 use std::collections::HashMap;
 
@@ -101,6 +105,7 @@ pub(crate) enum Kernel {
     Linear(Linear),
     Conv(Box<ConvChain>),
     Softmax(MaskedSoftmax),
+    Attention(Box<attention::Attention>),
 }
 
 impl Kernel {
@@ -110,6 +115,7 @@ impl Kernel {
             (Kernel::Linear(l), [x]) => l.run(x),
             (Kernel::Conv(c), [x]) => c.run(x),
             (Kernel::Softmax(s), [x, rest @ ..]) => s.run(x, rest.first().copied()),
+            (Kernel::Attention(a), [q, k, v, rest @ ..]) => a.run([q, k, v], rest.first().copied()),
             _ => Err(invalid!("a fused step got {} inputs", x.len())),
         }
     }
@@ -130,21 +136,25 @@ impl Fusion {
         match &self.kernel {
             Kernel::Linear(l) => l.activation,
             Kernel::Conv(c) => c.activation,
-            Kernel::Softmax(_) => Activation::Identity,
+            Kernel::Softmax(_) | Kernel::Attention(_) => Activation::Identity,
         }
     }
 }
 
-/// Readers of each value: the nodes that take it as an input, in graph order.
+/// Readers of each value: the nodes that take it as an input, in graph order; and the
+/// node that makes it.
 struct Readers<'g> {
     graph: &'g Graph,
     of: HashMap<ValueId, Vec<usize>>,
+    made_by: HashMap<ValueId, usize>,
 }
 
 impl<'g> Readers<'g> {
     fn new(graph: &'g Graph) -> Self {
         let mut of: HashMap<ValueId, Vec<usize>> = HashMap::new();
+        let mut made_by = HashMap::new();
         for (i, node) in graph.nodes.iter().enumerate() {
+            made_by.extend(node.outputs.iter().flatten().map(|&v| (v, i)));
             for v in node.inputs.iter().flatten() {
                 let readers = of.entry(*v).or_default();
                 if readers.last() != Some(&i) {
@@ -152,7 +162,12 @@ impl<'g> Readers<'g> {
                 }
             }
         }
-        Readers { graph, of }
+        Readers { graph, of, made_by }
+    }
+
+    /// The node whose output `v` is.
+    fn producer(&self, v: ValueId) -> Option<usize> {
+        self.made_by.get(&v).copied()
     }
 
     /// The nodes reading `v`, if a fused chain may swallow it (not a graph output).
@@ -188,6 +203,7 @@ pub(crate) fn find(graph: &Graph) -> Vec<Fusion> {
         }
         let chain = linear_chain(graph, &readers, i)
             .or_else(|| conv_chain(graph, &readers, i))
+            .or_else(|| attention::chain(graph, &readers, i))
             .or_else(|| softmax_chain(graph, &readers, i));
         if let Some(f) = chain {
             if f.nodes.iter().all(|&n| !taken[n]) {
@@ -485,16 +501,16 @@ fn softmax_chain(graph: &Graph, readers: &Readers, head: usize) -> Option<Fusion
     })
 }
 
-fn f32_view<'t>(t: &'t Tensor, what: &str) -> Result<ndarray::ArrayViewD<'t, f32>> {
+fn f32_view<'t>(t: &'t Tensor, op: &str, what: &str) -> Result<ndarray::ArrayViewD<'t, f32>> {
     t.view::<f32>()
-        .map_err(|_| invalid!("Softmax: the {what} is {}, expected float32", t.dtype()))
+        .map_err(|_| invalid!("{op}: the {what} is {}, expected float32", t.dtype()))
 }
 
 impl MaskedSoftmax {
     fn run(&self, scores: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let s = f32_view(scores, "scores")?;
+        let s = f32_view(scores, "Softmax", "scores")?;
         let m = match (self.masked, mask) {
-            (true, Some(m)) => Some(f32_view(m, "mask")?),
+            (true, Some(m)) => Some(f32_view(m, "Softmax", "mask")?),
             (false, None) => None,
             _ => return Err(invalid!("Softmax: the mask is missing")),
         };
@@ -726,7 +742,7 @@ mod tests {
     use crate::executor::Plan;
     use crate::kernels;
 
-    fn t(shape: &[usize], seed: u32) -> Tensor {
+    pub(super) fn t(shape: &[usize], seed: u32) -> Tensor {
         let n: usize = shape.iter().product();
         let v = (0..n)
             .map(|i| {
@@ -773,7 +789,7 @@ mod tests {
     }
 
     /// Every node on its own, as the plan ran before fusion.
-    fn reference(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
+    pub(super) fn reference(g: &Graph, inputs: &[Tensor]) -> Vec<Tensor> {
         let mut values: HashMap<ValueId, Tensor> = g.constants.clone().into_iter().collect();
         values.extend(g.inputs.iter().copied().zip(inputs.iter().cloned()));
         for node in &g.nodes {
@@ -790,7 +806,7 @@ mod tests {
         g.outputs.iter().map(|o| values[o].clone()).collect()
     }
 
-    fn assert_close(a: &Tensor, b: &Tensor, tol: f32) {
+    pub(super) fn assert_close(a: &Tensor, b: &Tensor, tol: f32) {
         assert_eq!(a.shape(), b.shape());
         let (a, b) = (a.view::<f32>().unwrap(), b.view::<f32>().unwrap());
         for (x, y) in a.iter().zip(b.iter()) {

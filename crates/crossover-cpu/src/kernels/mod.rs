@@ -8,7 +8,7 @@ mod control;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 mod image;
-mod layout;
+pub(crate) mod layout;
 pub(crate) mod linalg;
 pub(crate) mod nn;
 mod reduce;

@@ -229,7 +229,11 @@ pub(crate) fn to_standard<T: Element>(v: ArrayViewD<T>) -> ArrayD<T> {
 }
 
 /// Resolves ONNX Reshape's `0` (copy) and `-1` (infer) entries.
-fn reshape_target(input: &[usize], spec: &[i64], allow_zero: bool) -> Result<Vec<usize>> {
+pub(crate) fn reshape_target(
+    input: &[usize],
+    spec: &[i64],
+    allow_zero: bool,
+) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(spec.len());
     let mut infer = None;
     for (i, &d) in spec.iter().enumerate() {

@@ -68,34 +68,68 @@ impl PackedWeights {
         n: usize,
         bias: Option<&[f32]>,
     ) -> Option<PackedWeights> {
-        let isa = isa?;
         assert_eq!(w.len(), k * n, "weights of {k}x{n}");
-        let shape = Shape::of(isa);
-        let nr = shape.nr;
-        let count = n.div_ceil(nr);
-        // nr is a multiple of 16, so every panel row starts a line.
-        let mut panels = vec![Line([0.0; 16]); count * k * nr / 16];
-        let flat = lines_mut(&mut panels);
-        for (j, panel) in flat.chunks_mut(k * nr).enumerate() {
-            let (j0, cols) = (j * nr, nr.min(n - j * nr));
-            for (p, row) in panel.chunks_mut(nr).enumerate() {
-                row[..cols].copy_from_slice(&w[p * n + j0..p * n + j0 + cols]);
-            }
-        }
-        let bias = bias.map(|b| {
+        let mut packed = PackedWeights::from_rows(isa?, k, n, |p| &w[p * n..(p + 1) * n]);
+        packed.bias = bias.map(|b| {
             assert_eq!(b.len(), n, "bias of {n}");
-            let mut padded = vec![0.0; count * nr];
+            let mut padded = vec![0.0; n.div_ceil(packed.shape.nr) * packed.shape.nr];
             padded[..n].copy_from_slice(b);
             padded
         });
-        Some(PackedWeights {
+        Some(packed)
+    }
+
+    /// Packs the `k × n` matrix whose row `p` is `row(p)` (`n` values).
+    pub(crate) fn from_rows<'a>(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        row: impl Fn(usize) -> &'a [f32],
+    ) -> PackedWeights {
+        let mut packed = PackedWeights::zeros(isa, k, n);
+        let nr = packed.shape.nr;
+        for (j, panel) in lines_mut(&mut packed.panels).chunks_mut(k * nr).enumerate() {
+            let (j0, cols) = (j * nr, nr.min(n - j * nr));
+            for (p, dst) in panel.chunks_mut(nr).enumerate() {
+                dst[..cols].copy_from_slice(&row(p)[j0..j0 + cols]);
+            }
+        }
+        packed
+    }
+
+    /// Packs the `k × n` matrix whose column `j` is `column(j)` (`k` values): a
+    /// transposed matrix, read along its rows.
+    pub(crate) fn from_columns<'a>(
+        isa: Isa,
+        k: usize,
+        n: usize,
+        column: impl Fn(usize) -> &'a [f32],
+    ) -> PackedWeights {
+        let mut packed = PackedWeights::zeros(isa, k, n);
+        let nr = packed.shape.nr;
+        for (j, panel) in lines_mut(&mut packed.panels).chunks_mut(k * nr).enumerate() {
+            for c in 0..nr.min(n - j * nr) {
+                for (p, &v) in column(j * nr + c)[..k].iter().enumerate() {
+                    panel[p * nr + c] = v;
+                }
+            }
+        }
+        packed
+    }
+
+    /// Zero panels for a `k × n` matrix.
+    fn zeros(isa: Isa, k: usize, n: usize) -> PackedWeights {
+        let shape = Shape::of(isa);
+        // nr is a multiple of 16, so every panel row starts a line.
+        let lines = n.div_ceil(shape.nr) * k * shape.nr / 16;
+        PackedWeights {
             isa,
             shape,
             k,
             n,
-            panels,
-            bias,
-        })
+            panels: vec![Line([0.0; 16]); lines],
+            bias: None,
+        }
     }
 
     pub(crate) fn k(&self) -> usize {
@@ -124,7 +158,7 @@ impl PackedWeights {
         let task = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
             for j in cols {
                 for b in rows.clone() {
-                    self.tile(x, m, b, j, relu, &out);
+                    self.tile(x, m, b, j, relu, out.get(), n);
                 }
             }
         };
@@ -151,8 +185,25 @@ impl PackedWeights {
         }
     }
 
-    /// Row block `b` × panel `j` of the product.
-    fn tile(&self, x: &[f32], m: usize, b: usize, j: usize, relu: bool, out: &Out) {
+    /// `c[i·ldc + j] = Σ_p x[i·k + p] · W[p, j]` for the `m` rows `i` of `x`, on this
+    /// thread, into rows `ldc` apart (one head's columns of a wider matrix, say).
+    ///
+    /// # Safety
+    /// `c` must be writable at `m` rows of `n` values `ldc` apart, by this call alone.
+    pub(crate) unsafe fn apply_into(&self, x: &[f32], m: usize, c: *mut f32, ldc: usize) {
+        assert_eq!(x.len(), m * self.k, "{m} rows of {}", self.k);
+        assert!(ldc >= self.n, "rows of {} written {ldc} apart", self.n);
+        for j in 0..self.n.div_ceil(self.shape.nr) {
+            for b in 0..m.div_ceil(self.shape.mr) {
+                self.tile(x, m, b, j, false, c, ldc);
+            }
+        }
+    }
+
+    /// Row block `b` × panel `j` of the product into `out`'s rows, `ldc` apart, whose `m`
+    /// rows of `n` the caller has made writable.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(&self, x: &[f32], m: usize, b: usize, j: usize, relu: bool, out: *mut f32, ldc: usize) {
         let (k, n, Shape { mr, nr }) = (self.k, self.n, self.shape);
         let rows = mr.min(m - b * mr);
         let cols = nr.min(n - j * nr);
@@ -162,18 +213,18 @@ impl PackedWeights {
             .bias
             .as_ref()
             .map_or(std::ptr::null(), |v| v[j * nr..].as_ptr());
-        // SAFETY: (b, j) is in range, so tile rows × cols lies inside `y`'s m × n, and
-        // tiles are disjoint; `a` holds rows × k values and `w` k × nr; `bias`, when
-        // present, has nr values from j·nr.
+        // SAFETY: (b, j) is in range, so tile rows × cols lies inside the output's m
+        // rows of n, and tiles are disjoint; `a` holds rows × k values and `w` k × nr;
+        // `bias`, when present, has nr values from j·nr.
         unsafe {
-            let c = out.0.add(b * mr * n + j * nr);
+            let c = out.add(b * mr * ldc + j * nr);
             let t = Tile {
                 k,
                 a,
                 w,
                 bias,
                 c,
-                ldc: n,
+                ldc,
                 cols,
             };
             self.dispatch(rows, t, relu);
@@ -242,10 +293,17 @@ pub(crate) unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
 }
 
-/// `y`'s base pointer, shared by tasks that write disjoint tiles.
-struct Out(*mut f32);
-// SAFETY: tasks write disjoint tiles of one `&mut [f32]` borrowed for the whole product.
+/// An output's base pointer, shared by tasks that write disjoint tiles of it.
+pub(crate) struct Out(pub(crate) *mut f32);
+// SAFETY: tasks write disjoint tiles of one buffer borrowed for the whole product.
 unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer (a method, so that closures capture the `Sync` whole).
+    pub(crate) fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// One tile's operands.
 #[derive(Clone, Copy)]
@@ -286,6 +344,8 @@ macro_rules! tile_kernel {
                     let w = t.w.add(p * 2 * $lanes);
                     let (w0, w1) = ($load(w), $load(w.add($lanes)));
                     for (r, s) in acc.iter_mut().enumerate() {
+                        // The row stride is `k` itself: with a separate stride LLVM hoists all
+                        // four steps' broadcasts, spills them and runs 2.3x slower.
                         let av = $set1(*a.add(r * t.k + u));
                         s[0] = $fmadd(av, w0, s[0]);
                         s[1] = $fmadd(av, w1, s[1]);
@@ -423,6 +483,39 @@ mod tests {
                             i / n,
                             i % n
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_transposed_pack_writes_its_columns_of_a_wider_output() {
+        for isa in simd::isas_here("packed weights") {
+            for &(m, k, n) in &[(1, 1, 1), (13, 32, 40), (128, 32, 128), (7, 128, 3)] {
+                let x = values(m * k, 1);
+                let w = values(k * n, 2);
+                // W's columns as rows of its transpose, as keys lie in attention.
+                let wt: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+                let packed = PackedWeights::from_columns(isa, k, n, |j| &wt[j * k..]);
+                // Columns 2..2+n of rows n+5 wide: the rest stays NaN.
+                let ldc = n + 5;
+                let mut y = vec![f32::NAN; m * ldc];
+                // SAFETY: m rows of n from column 2 lie inside y's m × ldc.
+                unsafe { packed.apply_into(&x, m, y[2..].as_mut_ptr(), ldc) };
+                let want = reference(&x, &w, None, (m, k, n), false);
+                for i in 0..m {
+                    for j in 0..ldc {
+                        let got = y[i * ldc + j];
+                        if (2..2 + n).contains(&j) {
+                            let want = want[i * n + j - 2];
+                            assert!(
+                                (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{isa:?} {m}x{k}x{n}: y[{i}, {j}] = {got}, want {want}"
+                            );
+                        } else {
+                            assert!(got.is_nan(), "{isa:?} {m}x{k}x{n}: wrote y[{i}, {j}]");
+                        }
                     }
                 }
             }

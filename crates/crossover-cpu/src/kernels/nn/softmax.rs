@@ -111,6 +111,20 @@ fn lane<F: Real>(buf: &mut [F], start: usize, stride: usize, n: usize, kind: Kin
     }
 }
 
+/// `lanes` folded by `f` in halves, 16 → 8 → 4 → 2 → 1: four dependent steps where a
+/// running value takes sixteen (on rows of 128, as long as the row's exponentials).
+#[inline(always)]
+fn halve(mut lanes: [f32; 16], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = lanes.len();
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] = f(lanes[i], lanes[i + width]);
+        }
+    }
+    lanes[0]
+}
+
 crate::kernels::simd::widest! {
     /// Softmax of one contiguous f32 row in place, in loops the compiler vectorises (at
     /// the CPU's widest ISA): lane-wise partial maxima and sums instead of one running
@@ -128,8 +142,7 @@ crate::kernels::simd::widest! {
         let max = chunks
             .remainder()
             .iter()
-            .chain(&lanes)
-            .fold(f32::NEG_INFINITY, |a, &b| above(a, b));
+            .fold(halve(lanes, above), |a, &b| above(a, b));
         let mut sums = [0.0f32; L];
         let mut chunks = row.chunks_exact_mut(L);
         for c in &mut chunks {
@@ -138,7 +151,7 @@ crate::kernels::simd::widest! {
                 *s += *v;
             }
         }
-        let mut sum: f32 = sums.iter().sum();
+        let mut sum = halve(sums, |a, b| a + b);
         for v in chunks.into_remainder() {
             *v = exp_f32(*v - max);
             sum += *v;
