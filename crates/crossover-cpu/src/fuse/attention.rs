@@ -63,7 +63,7 @@ impl Heads<'_> {
         (b * seq * heads + h) * size
     }
 
-    /// Values `d` apart in a row: every head's size in the row.
+    /// Values from one row of a head to its next: all heads' sizes.
     fn row_stride(&self) -> usize {
         self.dims[2] * self.dims[3]
     }
