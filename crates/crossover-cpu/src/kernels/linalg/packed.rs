@@ -186,7 +186,8 @@ impl PackedWeights {
         let task = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
             for j in cols {
                 for b in rows.clone() {
-                    self.tile(x, m, b, j, relu, out.get(), n);
+                    // SAFETY: `y` is m × n, and each tile is one task's.
+                    unsafe { self.tile(x, m, b, j, relu, out.get(), n) };
                 }
             }
         };
@@ -223,15 +224,28 @@ impl PackedWeights {
         assert!(ldc >= self.n, "rows of {} written {ldc} apart", self.n);
         for j in 0..self.n.div_ceil(self.shape.nr) {
             for b in 0..m.div_ceil(self.shape.mr) {
-                self.tile(x, m, b, j, false, c, ldc);
+                // SAFETY: the caller vouches for `c`'s m rows of n, ldc apart.
+                unsafe { self.tile(x, m, b, j, false, c, ldc) };
             }
         }
     }
 
-    /// Row block `b` × panel `j` of the product into `out`'s rows, `ldc` apart, whose `m`
-    /// rows of `n` the caller has made writable.
+    /// Row block `b` × panel `j` of the product into `out`'s rows, `ldc` apart.
+    ///
+    /// # Safety
+    /// `out` must be writable at `m` rows of `n` values `ldc` apart, and this tile of
+    /// them written by no one else meanwhile.
     #[allow(clippy::too_many_arguments)]
-    fn tile(&self, x: &[f32], m: usize, b: usize, j: usize, relu: bool, out: *mut f32, ldc: usize) {
+    unsafe fn tile(
+        &self,
+        x: &[f32],
+        m: usize,
+        b: usize,
+        j: usize,
+        relu: bool,
+        out: *mut f32,
+        ldc: usize,
+    ) {
         let (k, n, Shape { mr, nr }) = (self.k, self.n, self.shape);
         let rows = mr.min(m - b * mr);
         let cols = nr.min(n - j * nr);
@@ -242,8 +256,8 @@ impl PackedWeights {
             .as_ref()
             .map_or(std::ptr::null(), |v| v[j * nr..].as_ptr());
         // SAFETY: (b, j) is in range, so tile rows × cols lies inside the output's m
-        // rows of n, and tiles are disjoint; `a` holds rows × k values and `w` k × nr;
-        // `bias`, when present, has nr values from j·nr.
+        // rows of n, which the caller vouches for; `a` holds rows × k values and `w`
+        // k × nr; `bias`, when present, has nr values from j·nr.
         unsafe {
             let c = out.add(b * mr * ldc + j * nr);
             let t = Tile {
