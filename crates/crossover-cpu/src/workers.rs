@@ -5,7 +5,8 @@
 //! A rayon pool's idle threads sleep on a futex within microseconds, and a run that
 //! needs sleeping threads pays a wake-up: 25 µs on a quiet 2-core VM, 100 µs after a
 //! millisecond of idleness — more than a small model's compute. So after each run the
-//! workers linger, spinning for new work, for [`LINGER`]; a caller that hands its run to
+//! workers linger, spinning for new work, for [`LINGER`], and through the next run when
+//! it starts meanwhile (between its parallel steps too); a caller that hands its run to
 //! the shared crew spins on its result for up to [`CALLER_SPIN`] before it blocks. ONNX
 //! Runtime's intra-op pool spins the same way by default; as there,
 //! `CompileOptions::allow_spinning` turns both off.
@@ -68,10 +69,13 @@ impl Warmth {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Polls for rayon work until `until` passes. It does not start while a run is in
-    /// flight: a worker waiting inside a run's join can steal a lingerer, and one that
-    /// spun there would hold that run back until `until`. Nor on a caller that is
-    /// worker 0 of its crew, which may be waiting on another crew's run.
+    /// Polls for rayon work until `until` passes and no run is in flight. It does not
+    /// start while a run is in flight: a worker waiting inside a run's join can steal a
+    /// lingerer, and one that spun there would hold that run back. Nor on a caller that
+    /// is worker 0 of its crew, which may be waiting on another crew's run. One that
+    /// started between runs is at the bottom of its worker's stack, so it may spin
+    /// through the next run too: a rayon worker idle between a run's parallel steps
+    /// sleeps within microseconds, and the encoder's 50 wake-ups a run cost it 8%.
     fn linger_here(&self) {
         let nested = LINGERING.with(|l| l.replace(true));
         let caller = OWN
@@ -79,7 +83,9 @@ impl Warmth {
             .unwrap_or(false);
         if !nested && !caller && self.in_flight.load(Ordering::Acquire) == 0 {
             let mut idle = 0u32;
-            while self.now() < self.until.load(Ordering::Relaxed) {
+            while self.now() < self.until.load(Ordering::Relaxed)
+                || self.in_flight.load(Ordering::Acquire) > 0
+            {
                 match rayon::yield_now() {
                     Some(rayon::Yield::Executed) => idle = 0,
                     _ => {
@@ -354,6 +360,23 @@ mod tests {
             assert_eq!(w.run(|| rayon::join(|| i, || i + 1)), (i, i + 1));
             assert_eq!(lingering(&w), 0, "run {i}");
         }
+    }
+
+    #[test]
+    fn a_worker_lingering_between_runs_stays_awake_through_the_next() {
+        let w = workers(2);
+        // The lingerer must have started before the second run does, which a loaded
+        // machine may delay: one of several tries is enough.
+        let awake = (0..20).any(|_| {
+            w.run(|| ());
+            std::thread::sleep(LINGER / 4);
+            w.run(|| {
+                // A serial step longer than the lingering time.
+                std::thread::sleep(LINGER * 4);
+                lingering(&w) > 0
+            })
+        });
+        assert!(awake, "no worker spun through a run's serial step");
     }
 
     #[test]
