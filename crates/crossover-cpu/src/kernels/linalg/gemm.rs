@@ -98,7 +98,7 @@ pub(super) const FEW_ROWS: usize = 16;
 const BAND_MIN: usize = 128;
 /// Elements of B below which it stays in one core's cache anyway, so a split only adds
 /// a hand-off (256 KiB of f32).
-const BAND_OPERAND: usize = 1 << 16;
+pub(super) const BAND_OPERAND: usize = 1 << 16;
 
 /// `gemm` for a few rows of A, as one fixed band of B's and C's columns per pool thread.
 /// Such a product streams B (the weights) once, so it is bound by memory, not FMAs; with

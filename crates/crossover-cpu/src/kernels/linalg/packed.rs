@@ -10,7 +10,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::gemm::FEW_ROWS;
+use super::gemm::{BAND_OPERAND, FEW_ROWS};
 use crate::kernels::simd::Isa;
 
 /// Bytes of `x`'s rows a task takes at least room for: they stay in L2 while the panels
@@ -178,7 +178,10 @@ impl PackedWeights {
             return;
         }
         let threads = rayon::current_num_threads();
-        let parallel = threads > 1 && m * k * n >= PARALLEL_MADDS;
+        // A few rows stream the weights once, so they are split by their bytes, not by
+        // the FMAs: MLP b1's 512 × 256 layer on one core was a third of the run.
+        let parallel = threads > 1
+            && (m * k * n >= PARALLEL_MADDS || (m <= FEW_ROWS && k * n >= BAND_OPERAND));
         let panels = n.div_ceil(nr);
         let blocks = m.div_ceil(mr);
         let out = Out(y.as_mut_ptr().cast());
