@@ -43,6 +43,8 @@ mod scan;
 mod select;
 mod unique;
 
+/// A Reduce* op's arithmetic for other ops built on it (global pooling).
+pub(crate) use reduction::reduce as over_axes;
 pub use reduction::Kind;
 
 pub fn eval(op: &ReduceOp, x: &Inputs) -> Result<Vec<Tensor>> {
