@@ -8,6 +8,7 @@
 use super::geometry::Geometry;
 use super::{for_each_chunk, pool, Epilogue};
 use crate::kernels::linalg::gemm::Real;
+use crate::kernels::linalg::packed::{share, Out};
 use crate::kernels::simd::{self, Isa};
 use crossover_core::Result;
 use std::cell::Cell;
@@ -100,11 +101,14 @@ impl Filters {
 }
 
 /// One call's sizes around its [`Filters`], and the bias per channel.
+#[derive(Clone)]
 struct Direct<'a> {
     filters: &'a Filters,
     oh: usize,
     ow: usize,
-    /// Rows and row length of one padded input channel.
+    /// The output rows computed: all of them, or one worker's band.
+    rows: std::ops::Range<usize>,
+    /// Rows (from padded row `rows.start`) and row length of one padded input channel.
     hp: usize,
     ws: usize,
     bias: &'a [f32],
@@ -130,11 +134,21 @@ impl<'a> Direct<'a> {
             filters,
             oh,
             ow,
+            rows: 0..oh,
             hp: oh + kh - 1,
             ws: ow.next_multiple_of(MAX_LANES) + kw - 1,
             bias,
             relu,
             pooled,
+        }
+    }
+
+    /// This call for output rows `rows` alone, which it pads and computes by itself.
+    fn band(&self, rows: std::ops::Range<usize>) -> Self {
+        Direct {
+            hp: rows.len() + self.filters.kh - 1,
+            rows,
+            ..self.clone()
         }
     }
 
@@ -163,7 +177,7 @@ impl<'a> Direct<'a> {
             .chunks_exact_mut(ws)
             .enumerate()
         {
-            let (ci, iy) = (i / self.hp, (i % self.hp) as isize - top);
+            let (ci, iy) = (i / self.hp, (self.rows.start + i % self.hp) as isize - top);
             if (0..ih as isize).contains(&iy) && c0 < c1 {
                 let src = &x[(ci * ih + iy as usize) * iw + ix0..][..c1 - c0];
                 row[..c0].fill(zero);
@@ -182,12 +196,24 @@ impl<'a> Direct<'a> {
     /// Output channels `cb·CO ..` of group `gi` (their planes, row-major, pooled where
     /// the tiles pool) into `out`.
     fn block(&self, xp: &[f32], gi: usize, cb: usize, out: &mut [f32]) {
+        let valid = CO.min(self.filters.mg - cb * CO);
+        assert_eq!(out.len(), valid * self.plane(), "output planes");
+        // SAFETY: `out` holds the block's planes, borrowed mutably.
+        unsafe { self.block_into(xp, gi, cb, out.as_mut_ptr()) }
+    }
+
+    /// [`Direct::block`] for this call's rows of the planes at `out`.
+    ///
+    /// # Safety
+    /// `out` must be writable at the block's planes, and their rows `self.rows` (pooled
+    /// rows `rows / 2` where the tiles pool) written by no one else meanwhile.
+    unsafe fn block_into(&self, xp: &[f32], gi: usize, cb: usize, out: *mut f32) {
         let f = self.filters;
         let taps = f.cg * f.kh * f.kw;
         let first = gi * f.mg + cb * CO;
         let valid = CO.min(f.mg - cb * CO);
         assert_eq!(xp.len(), f.cg * self.hp * self.ws, "padded input");
-        assert_eq!(out.len(), valid * self.plane(), "output planes");
+        assert!(self.rows.end <= self.oh, "output rows");
         let mut bias = [0.0; CO];
         bias[..valid].copy_from_slice(&self.bias[first..first + valid]);
         let blocks = f.mg.div_ceil(CO);
@@ -196,7 +222,7 @@ impl<'a> Direct<'a> {
         {
             // AVX2's 16 registers hold one row's 8 accumulators; AVX-512's 32 hold three.
             if let Some([ph, _]) = self.pooled {
-                for oy in (0..2 * ph).step_by(2) {
+                for oy in (self.rows.start..self.rows.end.min(2 * ph)).step_by(2) {
                     // SAFETY: as below, for rows `oy, oy + 1` and the first `2·pw`
                     // columns, inside the output since the pool's windows are.
                     unsafe { pooled_tiles_avx512(self, xp, w, &bias, valid, oy, out) };
@@ -207,11 +233,12 @@ impl<'a> Direct<'a> {
                 Isa::Avx512 => 3,
                 Isa::Avx2 => 1,
             };
-            let mut oy = 0;
-            while oy < self.oh {
-                let r = rows.min(self.oh - oy);
-                // SAFETY: `isa()` found the features; the sizes were checked above, rows
-                // `oy..oy + r` are output rows, and every tile reads at most
+            let mut oy = self.rows.start;
+            while oy < self.rows.end {
+                let r = rows.min(self.rows.end - oy);
+                // SAFETY: `isa()` found the features; the sizes were checked above (and
+                // `out` vouched for by the caller), rows `oy..oy + r` are this call's
+                // output rows, and every tile reads at most
                 // `kw - 1 + MAX_LANES` floats from a row start inside a padded row `ws`
                 // long (see `Direct::new`).
                 unsafe {
@@ -249,7 +276,9 @@ macro_rules! accumulate {
         }
         for ci in 0..cg {
             for ky in 0..kh {
-                let row = xp.as_ptr().add((ci * d.hp + oy + ky) * d.ws + x0);
+                let row = xp
+                    .as_ptr()
+                    .add((ci * d.hp + oy - d.rows.start + ky) * d.ws + x0);
                 let wr = w.as_ptr().add((ci * kh + ky) * kw * CO);
                 for kx in 0..kw {
                     let mut xs = [$set1(0.0); $rows];
@@ -284,7 +313,7 @@ macro_rules! tiles {
             bias: &[f32; CO],
             valid: usize,
             oy: usize,
-            out: &mut [f32],
+            out: *mut f32,
         ) {
             use std::arch::x86_64::*;
             let plane = d.oh * d.ow;
@@ -299,7 +328,7 @@ macro_rules! tiles {
                     for (r, rows) in acc.iter().enumerate() {
                         for (b, &a) in rows.iter().enumerate().take(valid) {
                             let $v = if d.relu { $max(a, zero) } else { a };
-                            let $dst = out.as_mut_ptr().add(b * plane + (oy + r) * d.ow + x0);
+                            let $dst = out.add(b * plane + (oy + r) * d.ow + x0);
                             $store;
                         }
                     }
@@ -348,7 +377,7 @@ unsafe fn pooled_tiles_avx512(
     bias: &[f32; CO],
     valid: usize,
     oy: usize,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     use crate::kernels::simd::store_first_avx512;
     use std::arch::x86_64::*;
@@ -388,7 +417,7 @@ unsafe fn pooled_tiles_avx512(
                     _mm512_permutex2var_ps(u, firsts, v),
                 );
                 let m = if d.relu { _mm512_max_ps(m, zero) } else { m };
-                let dst = out.as_mut_ptr().add(b * plane + oy / 2 * pw + x0 / 2);
+                let dst = out.add(b * plane + oy / 2 * pw + x0 / 2);
                 store_first_avx512(dst, n, m);
                 if b + 1 < valid {
                     let high = _mm512_shuffle_f32x4::<0b01_00_11_10>(m, m);
@@ -462,9 +491,33 @@ pub(super) fn conv<T: Real>(
             });
             return Ok(());
         }
-        // Each worker pads the image itself and takes a fixed share of the blocks: one
-        // padded copy read by every worker moved between their caches on every call,
-        // which made padding 4× slower on two cores than on one (a 2-core EPYC VM).
+        if plane_max.is_none() {
+            // Each worker takes a band of output rows in every block, padding only the
+            // input rows the band reads: mostly those the worker itself wrote in the
+            // layer before, so they are in its own cache. Pooled tiles take rows in pairs.
+            let pair = if d.pooled.is_some() { 2 } else { 1 };
+            let units = d.pooled.map_or(d.oh, |[ph, _]| ph);
+            let out = Out(out.as_mut_ptr());
+            rayon::broadcast(|ctx| {
+                let r = share(ctx.index(), ctx.num_threads(), units);
+                if r.is_empty() {
+                    return;
+                }
+                let band = d.band(r.start * pair..r.end * pair);
+                with_padded(|xp| {
+                    band.pad(geo, image(t), xp);
+                    for cb in 0..count {
+                        // SAFETY: `out` holds this image's `count` blocks of planes, and
+                        // the band's rows of them are this worker's alone.
+                        unsafe { band.block_into(xp, gi, cb, out.get().add(cb * CO * op)) };
+                    }
+                });
+            });
+            return Ok(());
+        }
+        // A pool taken on full planes needs them whole: each worker pads the image itself
+        // and takes a fixed share of the blocks (one padded copy read by every worker
+        // moved between their caches on every call: padding was 4× slower on two cores).
         let threads = rayon::current_num_threads();
         let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
         for (i, c) in blocks {
@@ -693,6 +746,62 @@ mod tests {
                         (*got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
                         "{isa:?} relu {relu} pads {pads:?} at {i:?}: {got} against {want}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_image_split_in_row_bands_matches_one_thread() {
+        // One image big enough to split: 33 conv rows (16 pooled, the last conv row
+        // left out) cut into bands by 2 and 3 workers, plain and pooled by the tiles.
+        let (x, w, b) = (
+            ramp(&[1, 16, 33, 40], 4),
+            ramp(&[24, 16, 3, 3], 5),
+            ramp(&[24], 6),
+        );
+        let attrs = ConvAttrs {
+            window: window(&[1, 1, 1, 1], None, None),
+            group: 1,
+        };
+        let pa = PoolAttrs {
+            window: window(&[0, 0, 0, 0], Some(vec![2, 2]), Some(vec![2, 2])),
+            ceil_mode: false,
+        };
+        let ws = w.as_slice().unwrap();
+        for isa in simd::isas_here("direct convolutions") {
+            let filters = Filters::for_isa(isa, ws, w.shape(), 1);
+            for max_pool in [None, Some(&pa)] {
+                let e = Epilogue {
+                    bias: Some(b.view()),
+                    relu: true,
+                    max_pool,
+                };
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    pool.install(|| conv_with(x.view(), w.view(), filters.as_ref(), &attrs, &e))
+                        .unwrap()
+                };
+                let one = run(1);
+                let full = reference(&x, &w, &b, 1, &[1, 1, 1, 1], true);
+                for (i, got) in one.indexed_iter() {
+                    let want = match max_pool {
+                        None => full[&i],
+                        Some(_) => (0..4)
+                            .map(|t| full[[0, i[1], i[2] * 2 + t / 2, i[3] * 2 + t % 2]])
+                            .fold(f64::NEG_INFINITY, f64::max),
+                    };
+                    assert!(
+                        (*got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{isa:?} pooled {} at {i:?}: {got} against {want}",
+                        max_pool.is_some()
+                    );
+                }
+                for threads in [2, 3] {
+                    assert_eq!(run(threads), one, "{isa:?} on {threads} threads");
                 }
             }
         }

@@ -307,7 +307,7 @@ impl PackedWeights {
 }
 
 /// Part `i` of `total` items cut into `of` parts that differ by at most one.
-fn share(i: usize, of: usize, total: usize) -> std::ops::Range<usize> {
+pub(crate) fn share(i: usize, of: usize, total: usize) -> std::ops::Range<usize> {
     total * i / of..total * (i + 1) / of
 }
 
