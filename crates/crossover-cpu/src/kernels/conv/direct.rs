@@ -108,8 +108,7 @@ struct Direct<'a> {
     ow: usize,
     /// The output rows computed: all of them, or one worker's band.
     rows: std::ops::Range<usize>,
-    /// Rows (from padded row `rows.start`) and row length of one padded input channel.
-    hp: usize,
+    /// Row length of one padded input channel.
     ws: usize,
     bias: &'a [f32],
     relu: bool,
@@ -129,13 +128,12 @@ impl<'a> Direct<'a> {
         let pooled = max_pool
             .filter(|pg| filters.isa == Isa::Avx512 && pool::corner_squares(pg))
             .map(|pg| [pg.grid[0], pg.grid[1]]);
-        let (kh, kw) = (filters.kh, filters.kw);
+        let kw = filters.kw;
         Direct {
             filters,
             oh,
             ow,
             rows: 0..oh,
-            hp: oh + kh - 1,
             ws: ow.next_multiple_of(MAX_LANES) + kw - 1,
             bias,
             relu,
@@ -146,10 +144,15 @@ impl<'a> Direct<'a> {
     /// This call for output rows `rows` alone, which it pads and computes by itself.
     fn band(&self, rows: std::ops::Range<usize>) -> Self {
         Direct {
-            hp: rows.len() + self.filters.kh - 1,
             rows,
             ..self.clone()
         }
+    }
+
+    /// Rows of one padded input channel held, from padded row `rows.start`: those the
+    /// output rows' windows reach.
+    fn hp(&self) -> usize {
+        self.rows.len() + self.filters.kh - 1
     }
 
     /// Elements of one output plane as the tiles store it.
@@ -169,7 +172,8 @@ impl<'a> Direct<'a> {
         let ix0 = (c0 as isize - left) as usize;
         // Each element is written once, a row at a time: zeroing the buffer first cost
         // as much as the copy, and growing it element-wise more.
-        let len = cg * self.hp * ws;
+        let hp = self.hp();
+        let len = cg * hp * ws;
         xp.clear();
         xp.reserve(len);
         let zero = std::mem::MaybeUninit::new(0.0);
@@ -177,7 +181,7 @@ impl<'a> Direct<'a> {
             .chunks_exact_mut(ws)
             .enumerate()
         {
-            let (ci, iy) = (i / self.hp, (self.rows.start + i % self.hp) as isize - top);
+            let (ci, iy) = (i / hp, (self.rows.start + i % hp) as isize - top);
             if (0..ih as isize).contains(&iy) && c0 < c1 {
                 let src = &x[(ci * ih + iy as usize) * iw + ix0..][..c1 - c0];
                 row[..c0].fill(zero);
@@ -212,7 +216,7 @@ impl<'a> Direct<'a> {
         let taps = f.cg * f.kh * f.kw;
         let first = gi * f.mg + cb * CO;
         let valid = CO.min(f.mg - cb * CO);
-        assert_eq!(xp.len(), f.cg * self.hp * self.ws, "padded input");
+        assert_eq!(xp.len(), f.cg * self.hp() * self.ws, "padded input");
         assert!(self.rows.end <= self.oh, "output rows");
         let mut bias = [0.0; CO];
         bias[..valid].copy_from_slice(&self.bias[first..first + valid]);
@@ -267,7 +271,7 @@ macro_rules! accumulate {
     ($rows:expr, $d:expr, $xp:expr, $w:expr, $bias:expr, $oy:expr, $x0:expr,
      $set1:ident, $load:ident, $fmadd:ident) => {{
         let (d, xp, w, oy, x0) = ($d, $xp, $w, $oy, $x0);
-        let (cg, kh, kw) = (d.filters.cg, d.filters.kh, d.filters.kw);
+        let (cg, kh, kw, hp) = (d.filters.cg, d.filters.kh, d.filters.kw, d.hp());
         let mut acc = [[$set1(0.0); CO]; $rows];
         for rows in acc.iter_mut() {
             for (a, &b) in rows.iter_mut().zip($bias) {
@@ -278,7 +282,7 @@ macro_rules! accumulate {
             for ky in 0..kh {
                 let row = xp
                     .as_ptr()
-                    .add((ci * d.hp + oy - d.rows.start + ky) * d.ws + x0);
+                    .add((ci * hp + oy - d.rows.start + ky) * d.ws + x0);
                 let wr = w.as_ptr().add((ci * kh + ky) * kw * CO);
                 for kx in 0..kw {
                     let mut xs = [$set1(0.0); $rows];
